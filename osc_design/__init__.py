@@ -1,0 +1,51 @@
+"""osc-design: design optimizer and exact complexity calculator for efficient convolutions.
+
+>>> import osc_design as od
+>>> target = od.Target(64, 64, 3, input_size=56)
+>>> b = od.GraphBuilder(target)
+>>> spec = b.build(b.conv2d(b.input, 64, 3, padding=1), family="conv")
+>>> od.cost(spec).macs, od.coverage(spec).full
+(115605504, True)
+"""
+
+from __future__ import annotations
+
+from .cost import Cost as Cost
+from .cost import cost as cost
+from .cost import cost_by_node as cost_by_node
+from .coverage import Coverage as Coverage
+from .coverage import coverage as coverage
+from .coverage import dependence as dependence
+from .errors import BackendUnavailableError as BackendUnavailableError
+from .errors import InfeasibleDesignError as InfeasibleDesignError
+from .errors import OscDesignError as OscDesignError
+from .errors import SchemaError as SchemaError
+from .errors import SpecError as SpecError
+from .errors import UnknownBackendError as UnknownBackendError
+from .ops import Add as Add
+from .ops import BatchNorm as BatchNorm
+from .ops import ChannelShuffle as ChannelShuffle
+from .ops import Concat as Concat
+from .ops import Conv2d as Conv2d
+from .ops import Identity as Identity
+from .ops import Input as Input
+from .ops import Permute as Permute
+from .ops import Shift as Shift
+from .ops import Slice as Slice
+from .serialize import dumps as dumps
+from .serialize import layer_schema as layer_schema
+from .serialize import load as load
+from .serialize import loads as loads
+from .serialize import save as save
+from .spec import GraphBuilder as GraphBuilder
+from .spec import LayerSpec as LayerSpec
+from .spec import Target as Target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Add", "BackendUnavailableError", "BatchNorm", "ChannelShuffle", "Concat", "Conv2d", "Cost", "Coverage",
+    "GraphBuilder", "Identity", "InfeasibleDesignError", "Input", "LayerSpec", "OscDesignError", "Permute",
+    "SchemaError", "Shift", "Slice", "SpecError", "Target", "UnknownBackendError", "__version__", "cost",
+    "cost_by_node", "coverage", "dependence", "dumps", "layer_schema", "load", "loads", "save",
+]

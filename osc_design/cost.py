@@ -1,0 +1,136 @@
+"""Exact integer cost model of layer specs, with every convention spelled out.
+
+=============  ==================================================================================
+field          meaning
+=============  ==================================================================================
+params         weights: conv kernels ``C_out * C_in/g * kh * kw``; batch norm scale+shift ``2C``
+bias_params    conv biases, ``C_out`` per conv with ``bias``
+macs           multiply-accumulates over every output position and every kernel tap, padding
+               taps included (fvcore / thop / ptflops / torchinfo convention)
+macs_valid     only the taps that land on a real (non-padding) input pixel (XLA / JAX convention)
+bias_adds      one addition per output element of a conv with bias
+adds           element-wise additions of ``add`` nodes: ``(k - 1) * C * H * W`` for k inputs
+flops          ``2 * macs`` (``torch.utils.flop_counter.FlopCounterMode`` convention)
+flops_valid    ``2 * macs_valid``
+xla_flops      ``2 * macs_valid + bias_adds + adds`` (what ``jax`` ``cost_analysis()["flops"]`` reports)
+=============  ==================================================================================
+
+Permutations, slices, concatenations, shifts and identities cost nothing in any convention.
+Counts are per sample (batch 1). ``macs`` and friends need an input size and are ``None`` without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .geometry import valid_taps
+from .ops import Add, BatchNorm, Conv2d, Node
+from .spec import LayerSpec, Pair
+
+__all__ = ["Cost", "node_cost", "cost_by_node", "cost"]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Exact integer costs of an op or a graph (see the module docstring for each convention)."""
+
+    params: int = 0
+    bias_params: int = 0
+    macs: int | None = None
+    macs_valid: int | None = None
+    bias_adds: int | None = None
+    adds: int | None = None
+
+    @property
+    def total_params(self) -> int:
+        """``params + bias_params``: what ``sum(p.numel() for p in module.parameters())`` gives."""
+        return self.params + self.bias_params
+
+    @property
+    def flops(self) -> int | None:
+        """``2 * macs`` (FlopCounterMode convention: bias ignored)."""
+        return None if self.macs is None else 2 * self.macs
+
+    @property
+    def flops_valid(self) -> int | None:
+        """``2 * macs_valid``."""
+        return None if self.macs_valid is None else 2 * self.macs_valid
+
+    @property
+    def xla_flops(self) -> int | None:
+        """``2 * macs_valid + bias_adds + adds``: XLA's ``cost_analysis()["flops"]``."""
+        if self.macs_valid is None:
+            return None
+        return 2 * self.macs_valid + (self.bias_adds or 0) + (self.adds or 0)
+
+    def __add__(self, other: Cost) -> Cost:
+        def plus(a: int | None, b: int | None) -> int | None:
+            return None if a is None or b is None else a + b
+
+        return Cost(*(plus(getattr(self, f.name), getattr(other, f.name)) for f in fields(Cost)))
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Every field and derived count, as JSON-ready integers (``None`` without an input size)."""
+        out: dict[str, int | None] = {f.name: getattr(self, f.name) for f in fields(Cost)}
+        out.update(total_params=self.total_params, flops=self.flops, flops_valid=self.flops_valid,
+                   xla_flops=self.xla_flops)
+        return out
+
+
+def node_cost(
+    node: Node, in_sizes: list[Pair] | None = None, out_size: Pair | None = None, channels: int | None = None
+) -> Cost:
+    """Cost of one op. Spatial counts need ``in_sizes`` and ``out_size``; ``channels`` is the op's output width."""
+    spatial = in_sizes is not None and out_size is not None
+    if isinstance(node, Conv2d):
+        o, i_g, (kh, kw) = node.out_channels, node.in_channels // node.groups, node.kernel_size
+        params = o * i_g * kh * kw
+        bias = o if node.bias else 0
+        if not spatial:
+            return Cost(params, bias)
+        (ih, iw), (oh, ow) = in_sizes[0], out_size  # type: ignore[index,misc]
+        vh = valid_taps(ih, kh, node.stride[0], node.padding[0], node.dilation[0])
+        vw = valid_taps(iw, kw, node.stride[1], node.padding[1], node.dilation[1])
+        return Cost(params, bias, params * oh * ow, o * i_g * vh * vw, bias * oh * ow, 0)
+    params = 2 * node.num_features if isinstance(node, BatchNorm) else 0
+    if not spatial:
+        return Cost(params, 0)
+    adds = 0
+    if isinstance(node, Add):
+        if channels is None:
+            raise ValueError("add costs need the node's channel count")
+        adds = (len(node.inputs) - 1) * channels * out_size[0] * out_size[1]  # type: ignore[index]
+    return Cost(params, 0, 0, 0, 0, adds)
+
+
+def cost_by_node(spec: LayerSpec, input_size: int | Pair | None = None) -> dict[str, Cost]:
+    """Cost of every node of ``spec``, in topological order.
+
+    Spatial counts use ``input_size`` or else the target's; without either they are ``None``.
+    """
+    has_size = input_size is not None or spec.target.input_size is not None
+    sizes = spec.spatial_sizes(input_size) if has_size else None
+    out: dict[str, Cost] = {}
+    for nid in spec.order:
+        node = spec.node_map[nid]
+        if sizes is None:
+            out[nid] = node_cost(node)
+        else:
+            out[nid] = node_cost(node, [sizes[i] for i in node.inputs], sizes[nid], spec.channels(nid))
+    return out
+
+
+def cost(spec: LayerSpec, input_size: int | Pair | None = None) -> Cost:
+    """Total exact cost of a layer spec.
+
+    >>> from osc_design.spec import GraphBuilder, Target
+    >>> b = GraphBuilder(Target(64, 64, 3, input_size=56))
+    >>> spec = b.build(b.conv2d(b.input, 64, 3, padding=1), family="conv")
+    >>> c = cost(spec)
+    >>> c.params, c.macs, c.macs_valid
+    (36864, 115605504, 112869376)
+    """
+    total = Cost(0, 0) if input_size is None and spec.target.input_size is None else Cost(0, 0, 0, 0, 0, 0)
+    for c in cost_by_node(spec, input_size).values():
+        total = total + c
+    return total

@@ -1,0 +1,277 @@
+"""Exact volumetric receptive-field verifier for layer specs.
+
+A design may replace its target only if every output channel depends on every input channel at
+every offset of the target's ``kh x kw`` window. Dependence is tracked structurally (every weight
+of a conv is taken as non-zero), exactly, with no sampling.
+
+Representation: the dependence of a node is a union of *terms* ``(A, S)``: a boolean matrix
+``A[c, i]`` (node channel ``c`` reads input channel ``i``; bit-packed) times a set ``S`` of
+spatial offsets, in input pixels, relative to ``q * stride`` for output position ``q``. Along a
+chain, channel and spatial dependence factor apart, so a chain is one term whatever its width:
+a 4096-channel chain costs a few 4096 x 4096 bit-matrix row operations. ``add`` and ``concat``
+create unions; terms with the same offset set are merged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from .ops import (
+    Add,
+    BatchNorm,
+    ChannelShuffle,
+    Concat,
+    Conv2d,
+    Identity,
+    Input,
+    Node,
+    Permute,
+    Shift,
+    Slice,
+    shuffle_permutation,
+)
+from .spec import LayerSpec
+
+__all__ = ["OffsetSet", "Dependence", "Coverage", "dependence", "coverage"]
+
+
+@dataclass(frozen=True)
+class OffsetSet:
+    """A finite set of 2-D offsets: ``mask[y, x]`` marks offset ``(origin[0] + y, origin[1] + x)``."""
+
+    origin: tuple[int, int]
+    mask: np.ndarray
+
+    @classmethod
+    def point(cls) -> OffsetSet:
+        return cls((0, 0), np.ones((1, 1), dtype=bool))
+
+    def key(self) -> tuple[tuple[int, int], tuple[int, int], bytes]:
+        return (self.origin, self.mask.shape, np.packbits(self.mask).tobytes())  # type: ignore[return-value]
+
+    def translate(self, dy: int, dx: int) -> OffsetSet:
+        return OffsetSet((self.origin[0] + dy, self.origin[1] + dx), self.mask)
+
+    def minkowski(self, taps_y: list[int], taps_x: list[int]) -> OffsetSet:
+        """``{o + (ty, tx)}`` for the product tap set ``taps_y x taps_x`` (one axis at a time)."""
+        mask, origin = self.mask, list(self.origin)
+        for axis, taps in ((0, taps_y), (1, taps_x)):
+            lo, hi = min(taps), max(taps)
+            shape = list(mask.shape)
+            shape[axis] += hi - lo
+            out = np.zeros(shape, dtype=bool)
+            n = mask.shape[axis]
+            for t in set(taps):
+                sl = [slice(None), slice(None)]
+                sl[axis] = slice(t - lo, t - lo + n)
+                out[tuple(sl)] |= mask
+            mask, origin[axis] = out, origin[axis] + lo
+        return OffsetSet((origin[0], origin[1]), mask)
+
+    def contains_grid(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Boolean ``len(ys) x len(xs)`` grid: is offset ``(ys[a], xs[b])`` in the set?"""
+        ry, rx = ys - self.origin[0], xs - self.origin[1]
+        iy = (ry >= 0) & (ry < self.mask.shape[0])
+        ix = (rx >= 0) & (rx < self.mask.shape[1])
+        grid = np.zeros((len(ys), len(xs)), dtype=bool)
+        sub = self.mask[np.ix_(ry[iy], rx[ix])]
+        grid[np.ix_(np.flatnonzero(iy), np.flatnonzero(ix))] = sub
+        return grid
+
+    def offsets(self) -> set[tuple[int, int]]:
+        ys, xs = np.nonzero(self.mask)
+        return {(int(y) + self.origin[0], int(x) + self.origin[1]) for y, x in zip(ys, xs)}
+
+
+def _popcount(packed: np.ndarray) -> int:
+    if hasattr(np, "bitwise_count"):
+        return int(np.bitwise_count(packed).sum(dtype=np.int64))
+    return int(np.unpackbits(packed).sum(dtype=np.int64))  # pragma: no cover - numpy < 2
+
+
+Term = tuple[np.ndarray, OffsetSet]  # (packed rows: channels x ceil(C_in / 8) uint8, offsets)
+
+
+def _merge(terms: list[Term]) -> list[Term]:
+    merged: dict[object, Term] = {}
+    for rows, offs in terms:
+        k = offs.key()
+        if k in merged:
+            merged[k] = (merged[k][0] | rows, offs)
+        else:
+            merged[k] = (rows, offs)
+    return list(merged.values())
+
+
+@dataclass(frozen=True)
+class Dependence:
+    """Which input channels, at which offsets, each output channel of a graph depends on."""
+
+    in_channels: int
+    out_channels: int
+    terms: tuple[Term, ...]
+
+    def depends(self, out_channel: int, in_channel: int) -> bool:
+        """Does ``out_channel`` read ``in_channel`` at any offset?"""
+        byte, bit = divmod(in_channel, 8)
+        return any(rows[out_channel, byte] & (0x80 >> bit) for rows, _ in self.terms)
+
+    def offsets(self, out_channel: int, in_channel: int) -> set[tuple[int, int]]:
+        """Offsets ``(dy, dx)`` (input pixels, relative to ``q * stride``) through which ``out_channel`` reads ``in_channel``."""
+        byte, bit = divmod(in_channel, 8)
+        out: set[tuple[int, int]] = set()
+        for rows, offs in self.terms:
+            if rows[out_channel, byte] & (0x80 >> bit):
+                out |= offs.offsets()
+        return out
+
+
+def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int) -> list[Term]:
+    if isinstance(node, Input):
+        eye = np.packbits(np.eye(in_channels, dtype=bool), axis=1)
+        return [(eye, OffsetSet.point())]
+    (first, *_) = ins
+    if isinstance(node, (Identity, BatchNorm)):
+        return first
+    if isinstance(node, Conv2d):
+        sy, sx = spec.cumulative_stride(node.inputs[0])
+        taps_y = [sy * (node.dilation[0] * t - node.padding[0]) for t in range(node.kernel_size[0])]
+        taps_x = [sx * (node.dilation[1] * t - node.padding[1]) for t in range(node.kernel_size[1])]
+        g, reps = node.groups, node.out_channels // node.groups
+        out = []
+        for rows, offs in first:
+            grouped = np.bitwise_or.reduce(rows.reshape(g, -1, rows.shape[1]), axis=1)
+            out.append((np.repeat(grouped, reps, axis=0), offs.minkowski(taps_y, taps_x)))
+        return _merge(out)
+    if isinstance(node, Shift):
+        sy, sx = spec.cumulative_stride(node.id)
+        return [(rows, offs.translate(-node.shift[0] * sy, -node.shift[1] * sx)) for rows, offs in first]
+    if isinstance(node, (Permute, ChannelShuffle)):
+        c = spec.channels(node.id)
+        perm = np.asarray(node.perm if isinstance(node, Permute) else shuffle_permutation(c, node.groups))
+        return [(rows[perm], offs) for rows, offs in first]
+    if isinstance(node, Slice):
+        return [(rows[node.start : node.stop], offs) for rows, offs in first]
+    if isinstance(node, Add):
+        return _merge([t for terms in ins for t in terms])
+    if isinstance(node, Concat):
+        total = spec.channels(node.id)
+        out, start = [], 0
+        for src, terms in zip(node.inputs, ins):
+            c = spec.channels(src)
+            for rows, offs in terms:
+                placed = np.zeros((total, rows.shape[1]), dtype=np.uint8)
+                placed[start : start + c] = rows
+                out.append((placed, offs))
+            start += c
+        return _merge(out)
+    raise TypeError(f"no dependence rule for op {node.op!r}")  # every op in OPS has one above
+
+
+def dependence(spec: LayerSpec) -> Dependence:
+    """Exact dependence of every output channel of ``spec`` on input channels and offsets."""
+    c_in = spec.target.in_channels
+    terms: dict[str, list[Term]] = {}
+    remaining = {nid: 0 for nid in spec.order}
+    for nid in spec.order:
+        for src in spec.node_map[nid].inputs:
+            remaining[src] += 1
+    for nid in spec.order:
+        node = spec.node_map[nid]
+        terms[nid] = _apply(node, spec, [terms[i] for i in node.inputs], c_in)
+        for src in node.inputs:  # free intermediate results as soon as they are consumed
+            remaining[src] -= 1
+            if remaining[src] == 0 and src != spec.output:
+                del terms[src]
+    return Dependence(c_in, spec.target.out_channels, tuple(terms[spec.output]))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the target's volumetric receptive field ``C_in x kh x kw`` (per output channel) a design sees.
+
+    ``covered`` and ``total`` count ``(output channel, input channel, kernel tap)`` triples; ``missing``
+    is one uncovered triple ``(out_channel, in_channel, (ty, tx))`` with ``(ty, tx)`` the target kernel
+    tap (0-based), or ``None`` when coverage is full.
+    """
+
+    covered: int
+    total: int
+    missing: tuple[int, int, tuple[int, int]] | None
+
+    @property
+    def full(self) -> bool:
+        return self.covered == self.total
+
+    @property
+    def exact_fraction(self) -> Fraction:
+        return Fraction(self.covered, self.total)
+
+    @property
+    def fraction(self) -> float:
+        """Covered share of the volume, 0..1."""
+        return self.covered / self.total
+
+    def describe(self) -> str:
+        """One line for people: full, or the fraction and a missing example."""
+        if self.full:
+            return f"full: every output sees all {self.total} (channel, tap) pairs of its window"
+        o, i, (ty, tx) = self.missing  # type: ignore[misc]
+        return (f"{self.fraction:.2%} of the volume; e.g. output channel {o} does not see input channel {i} "
+                f"at kernel tap ({ty}, {tx})")
+
+    def to_dict(self) -> dict[str, object]:
+        m = self.missing
+        return {
+            "full": self.full,
+            "fraction": self.fraction,
+            "covered": self.covered,
+            "total": self.total,
+            "missing": None if m is None else {"out_channel": m[0], "in_channel": m[1], "tap": list(m[2])},
+        }
+
+
+def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
+    """Verify exactly whether ``spec`` covers its target's volumetric receptive field.
+
+    >>> from osc_design.spec import GraphBuilder, Target
+    >>> b = GraphBuilder(Target(4, 4, 3))
+    >>> y = b.conv2d(b.input, 4, (3, 1), padding=(1, 0), groups=2)
+    >>> plain = b.build(b.conv2d(y, 4, (1, 3), padding=(0, 1), groups=2, name="plain"))
+    >>> coverage(plain).fraction  # groups stay aligned: each output sees 2 of 4 channels
+    0.5
+    >>> y = b.channel_shuffle(y, 2)
+    >>> coverage(b.build(b.conv2d(y, 4, (1, 3), padding=(0, 1), groups=2))).full
+    True
+    """
+    dep = dependence(spec) if dep is None else dep
+    t = spec.target
+    (kh, kw), (ph, pw) = t.kernel_size, t.padding  # type: ignore[misc]
+    ys, xs = np.arange(kh) - ph, np.arange(kw) - pw
+    grids = [offs.contains_grid(ys, xs) for _, offs in dep.terms]
+    c_out, c_in = dep.out_channels, dep.in_channels
+    signature: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for ty in range(kh):
+        for tx in range(kw):
+            sig = tuple(k for k, g in enumerate(grids) if g[ty, tx])
+            signature.setdefault(sig, []).append((ty, tx))
+    covered, missing = 0, None
+    full_row_bits = c_in
+    for sig, taps in signature.items():
+        if not sig:
+            if missing is None or taps[0] < missing[2]:
+                missing = (0, 0, taps[0])
+            continue
+        rows = dep.terms[sig[0]][0]
+        for k in sig[1:]:
+            rows = rows | dep.terms[k][0]
+        n = _popcount(rows)
+        covered += n * len(taps)
+        if n < c_out * full_row_bits and (missing is None or taps[0] < missing[2]):
+            bits = np.unpackbits(rows, axis=1, count=c_in)
+            o, i = np.argwhere(~bits.astype(bool))[0]
+            missing = (int(o), int(i), taps[0])
+    return Coverage(covered, c_out * c_in * kh * kw, missing)

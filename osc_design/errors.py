@@ -1,0 +1,36 @@
+"""Exception hierarchy of osc-design: one root, each concrete error also a builtin."""
+
+from __future__ import annotations
+
+__all__ = [
+    "OscDesignError",
+    "SpecError",
+    "SchemaError",
+    "InfeasibleDesignError",
+    "BackendUnavailableError",
+    "UnknownBackendError",
+]
+
+
+class OscDesignError(Exception):
+    """Root of every error raised on purpose by osc-design."""
+
+
+class SpecError(OscDesignError, ValueError):
+    """An invalid parameter, target, op or layer spec (the message names field and value)."""
+
+
+class SchemaError(SpecError):
+    """A layer-spec document that is not valid JSON, or violates the schema or its version."""
+
+
+class InfeasibleDesignError(OscDesignError):
+    """No design satisfies the requested constraints (the message says why)."""
+
+
+class BackendUnavailableError(OscDesignError, ImportError):
+    """A framework backend was requested whose framework is not installed."""
+
+
+class UnknownBackendError(OscDesignError, ValueError):
+    """A backend name that osc-design does not know."""

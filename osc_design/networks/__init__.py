@@ -1,0 +1,1 @@
+"""Whole-network planning: architecture catalogue, extraction and conversion."""

@@ -1,0 +1,195 @@
+"""Versioned JSON for layer specs: deterministic dumps, schema-validated loads (parsed, never evaluated)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._schema import first_error
+from .errors import SchemaError, SpecError
+from .ops import OPS
+from .spec import LayerSpec, Target
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "MAX_BYTES",
+    "layer_schema",
+    "to_dict",
+    "from_dict",
+    "dumps",
+    "loads",
+    "save",
+    "load",
+    "write_atomic",
+    "format_json",
+]
+
+FORMAT = "osc-design.layer"
+VERSION = 1
+MAX_BYTES = 10 * 1024 * 1024
+"""Largest spec document accepted (10 MB)."""
+
+_INFO_FIELDS = ("cost", "coverage", "certificate")
+
+
+@cache
+def layer_schema() -> dict[str, Any]:
+    """The shipped JSON Schema (draft 2020-12) of layer-spec documents, version 1."""
+    text = resources.files("osc_design").joinpath("schemas/layer-v1.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def to_dict(spec: LayerSpec, **info: Any) -> dict[str, Any]:
+    """The JSON document of ``spec``; ``info`` adds informational fields (``cost``, ``coverage``, ``certificate``)."""
+    unknown = set(info) - set(_INFO_FIELDS)
+    if unknown:
+        raise SpecError(f"unknown informational fields {sorted(unknown)}; allowed: {list(_INFO_FIELDS)}")
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "family": spec.family,
+        "options": spec.options_dict,
+        "target": spec.target.to_dict(),
+        "graph": {"nodes": [n.to_dict() for n in spec.nodes], "output": spec.output},
+    }
+    doc.update((k, info[k]) for k in _INFO_FIELDS if info.get(k) is not None)
+    return doc
+
+
+def _check_header(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        raise SchemaError(f"a layer spec must be a JSON object, got {type(doc).__name__}")
+    fmt = doc.get("format")
+    if fmt != FORMAT:
+        raise SchemaError(f"`format` (={fmt!r}): not an osc-design layer spec (expected {FORMAT!r})")
+    version = doc.get("version")
+    if type(version) is int and version > VERSION:
+        raise SchemaError(
+            f"`version` (={version}): written by a newer osc-design; this one reads version {VERSION}, upgrade osc-design"
+        )
+    if version != VERSION or type(version) is not int:
+        raise SchemaError(f"`version` (={version!r}): unknown layer-spec version (expected {VERSION})")
+
+
+def from_dict(doc: Any) -> LayerSpec:
+    """Validate a parsed document against the schema and build its :class:`LayerSpec`."""
+    _check_header(doc)
+    err = first_error(layer_schema(), doc, layer_schema())
+    if err:
+        raise SchemaError(err)
+    t = doc["target"]
+    try:
+        target = Target(
+            t["in_channels"], t["out_channels"], tuple(t["kernel_size"]), tuple(t.get("stride", (1, 1))),
+            None if t.get("padding") is None else tuple(t["padding"]),
+            None if t.get("input_size") is None else tuple(t["input_size"]),
+        )
+    except SpecError as e:
+        raise SchemaError(f"target: {e}") from None
+    nodes = []
+    for i, raw in enumerate(doc["graph"]["nodes"]):
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "op"}
+        try:
+            nodes.append(OPS[raw["op"]](**kwargs))
+        except SpecError as e:
+            raise SchemaError(f"graph.nodes[{i}]: {e}") from None
+    try:
+        return LayerSpec(target, tuple(nodes), doc["graph"]["output"], doc["family"], doc.get("options") or {})
+    except SpecError as e:
+        raise SchemaError(f"graph: {e}") from None
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise SchemaError(f"duplicate field `{k}` in a JSON object")
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> None:
+    raise SchemaError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> LayerSpec:
+    """Parse and validate a layer-spec JSON document (at most :data:`MAX_BYTES`).
+
+    >>> from osc_design.spec import GraphBuilder, Target
+    >>> b = GraphBuilder(Target(8, 8, 3))
+    >>> spec = b.build(b.conv2d(b.input, 8, 3, padding=1), family="conv")
+    >>> loads(dumps(spec)) == spec
+    True
+    """
+    size = len(text.encode("utf-8") if isinstance(text, str) else text)
+    if size > MAX_BYTES:
+        raise SchemaError(f"spec document of {size} bytes exceeds the {MAX_BYTES} byte limit")
+    try:
+        doc = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise SchemaError("JSON document nested too deeply") from None
+    return from_dict(doc)
+
+
+def format_json(value: Any, indent: int = 0) -> str:
+    """Deterministic pretty JSON: objects one field per line, lists of scalars on one line."""
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {format_json(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+        return "[\n" + ",\n".join(f"{inner}{format_json(v, indent + 1)}" for v in value) + f"\n{pad}]"
+    return json.dumps(value, allow_nan=False)
+
+
+def dumps(spec: LayerSpec, **info: Any) -> str:
+    """Deterministic JSON text of ``spec`` (same design, byte-identical output), ending in a newline."""
+    return format_json(to_dict(spec, **info)) + "\n"
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(spec: LayerSpec, path: str | os.PathLike[str], **info: Any) -> None:
+    """Write ``spec`` as JSON to ``path`` atomically."""
+    write_atomic(path, dumps(spec, **info))
+
+
+def load(path: str | os.PathLike[str]) -> LayerSpec:
+    """Read and validate a layer-spec file (refused above :data:`MAX_BYTES` before reading)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SchemaError(f"{path}: {size} bytes exceeds the {MAX_BYTES} byte limit")
+        data = path.read_bytes()
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return loads(data)
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from None
