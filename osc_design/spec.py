@@ -348,8 +348,14 @@ class GraphBuilder:
     def batch_norm(self, x: str, *, name: str | None = None) -> str:
         return self._add(BatchNorm, "bn", (x,), name, num_features=self._channels[x])
 
-    def build(self, output: str, *, family: str = "custom", options: Mapping[str, Any] | None = None) -> LayerSpec:
-        """Validate and return the :class:`LayerSpec` ending at ``output`` (nodes it does not need are left out)."""
+    def build(
+        self, output: str, *, family: str = "custom", options: Mapping[str, Any] | None = None,
+        target: Target | None = None,
+    ) -> LayerSpec:
+        """Validate and return the :class:`LayerSpec` ending at ``output`` (nodes it does not need are left out).
+
+        ``target`` replaces the builder's target (same ``in_channels``), e.g. once the output width is known.
+        """
         needed, stack = set(), [output]
         by_id = {n.id: n for n in self.nodes}
         while stack:
@@ -358,4 +364,4 @@ class GraphBuilder:
                 needed.add(nid)
                 stack.extend(by_id[nid].inputs)
         nodes = tuple(n for n in self.nodes if n.id in needed)
-        return LayerSpec(self.target, nodes, output, family, _freeze_options(options))
+        return LayerSpec(target or self.target, nodes, output, family, _freeze_options(options))

@@ -1,0 +1,134 @@
+"""Rich tables and plain-text lines for the CLI (imported by commands only when they render)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .cost import Cost
+from .ops import ChannelShuffle, Conv2d, Node, Permute
+from .spec import LayerSpec, Target
+
+CONVENTIONS = (
+    "params: weights without bias. MACs: multiply-accumulates over every output position and "
+    "kernel tap, zero padding included (fvcore/thop/ptflops convention); FLOPs = 2 x MACs "
+    "(torch FlopCounterMode). MACs valid: only taps on real input pixels (XLA/JAX cost analysis). "
+    "Coverage: share of the target's volumetric receptive field C_in x Kh x Kw seen by every output."
+)
+
+
+def fmt_int(value: int | None) -> str:
+    """``1,234,567``, or ``-`` for a missing count."""
+    return "-" if value is None else f"{value:,}"
+
+
+def fmt_pair(p: tuple[int, int]) -> str:
+    return f"{p[0]}x{p[1]}"
+
+
+def target_line(target: Target, size_note: str = "") -> Text:
+    t = target
+    parts = [
+        f"{t.in_channels} -> {t.out_channels} channels",
+        f"kernel {fmt_pair(t.kernel_size)}",
+        f"stride {fmt_pair(t.stride)}",
+        f"padding {fmt_pair(t.padding)}",  # type: ignore[arg-type]
+    ]
+    if t.input_size is not None:
+        parts.append(f"input {fmt_pair(t.input_size)}{size_note} -> output {fmt_pair(t.output_size)}")  # type: ignore[arg-type]
+    return Text("Target conv: " + ", ".join(parts), style="bold")
+
+
+def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None) -> Table:
+    """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("family", overflow="fold")
+    for name in ("params", "x conv", "MACs", "MACs valid", "stages", "coverage"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("class", overflow="fold")
+    for d in designs:
+        ratio = "-" if conv_cost is None or not conv_cost.params else f"{d.cost.params / conv_cost.params:.3f}"
+        cov = "full" if d.coverage.full else f"{d.coverage.fraction:.1%}"
+        style = "bold green" if d.family == best else ("dim" if not d.coverage.full else None)
+        name = f"* {d.family}" if d.family == best else d.family
+        table.add_row(name, fmt_int(d.cost.params), ratio, fmt_int(d.cost.macs), fmt_int(d.cost.macs_valid),
+                      str(d.stages), cov, d.asymptotic, style=style)
+    return table
+
+
+def node_summary(node: Node, spec: LayerSpec) -> str:
+    if isinstance(node, Conv2d):
+        bits = [f"{node.in_channels}->{node.out_channels}", f"k{fmt_pair(node.kernel_size)}", f"g{node.groups}"]
+        if node.stride != (1, 1):
+            bits.append(f"s{fmt_pair(node.stride)}")
+        if node.dilation != (1, 1):
+            bits.append(f"d{fmt_pair(node.dilation)}")
+        bits.append(f"p{fmt_pair(node.padding)}")
+        if node.bias:
+            bits.append("bias")
+        return " ".join(bits)
+    if isinstance(node, ChannelShuffle):
+        return f"shuffle {node.groups} groups"
+    if isinstance(node, Permute):
+        head = ", ".join(map(str, node.perm[:6]))
+        return f"perm [{head}{', ...' if len(node.perm) > 6 else ''}]"
+    d = node.to_dict()
+    extra = {k: v for k, v in d.items() if k not in ("id", "op", "inputs")}
+    return " ".join(f"{k}={v}" for k, v in extra.items())
+
+
+def stages_table(spec: LayerSpec) -> Table:
+    """The ops of a design: one row per conv stage (channels, groups, kernel, dilation, stride, padding),
+    with the permutation that feeds it."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in ("stage", "channels", "groups", "kernel", "dilation", "stride", "padding", "input permutation"):
+        table.add_column(name, justify="right" if name != "input permutation" else "left")
+    pending: list[str] = []
+    stage = 0
+    for nid in spec.order:
+        node = spec.node_map[nid]
+        if isinstance(node, Conv2d):
+            stage += 1
+            table.add_row(str(stage), f"{node.in_channels}->{node.out_channels}", str(node.groups),
+                          fmt_pair(node.kernel_size), fmt_pair(node.dilation), fmt_pair(node.stride),
+                          fmt_pair(node.padding), "; ".join(pending) or "-")
+            pending = []
+        elif node.op != "input":
+            pending.append(node_summary(node, spec))
+    if pending:
+        table.add_row("out", "", "", "", "", "", "", "; ".join(pending))
+    return table
+
+
+def cost_lines(cost: Cost) -> Text:
+    rows = [
+        ("params (weights)", cost.params),
+        ("bias params", cost.bias_params),
+        ("MACs", cost.macs),
+        ("MACs valid", cost.macs_valid),
+        ("FLOPs = 2 x MACs", cost.flops),
+        ("XLA FLOPs = 2 x MACs valid + bias adds + adds", cost.xla_flops),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return Text("\n".join(f"  {name:<{width}}  {fmt_int(v):>15}" for name, v in rows))
+
+
+def certificate_text(cert: dict[str, Any]) -> Text:
+    lines = [
+        f"  lower bound   {cert['bound']:,.1f} {cert.get('objective', 'params')} "
+        f"(gap {cert['gap']:.2f}% above it)",
+        f"  searched      {cert['searched']:,} candidates",
+    ]
+    if cert.get("space"):
+        lines.append(f"  space         {cert['space']}")
+    if cert.get("method"):
+        lines.append(f"  why optimal   {cert['method']}")
+    return Text("\n".join(lines))
+
+
+def group(*items: Any) -> Group:
+    return Group(*items)
