@@ -96,15 +96,21 @@ def parse_pair(text: str | None, option: str) -> tuple[int, int] | None:
                              param_hint=f"'{option}'")
 
 
+def _positive(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise typer.BadParameter(f"{value} is not allowed: must be a positive integer")
+    return value
+
+
 # -- shared options ------------------------------------------------------------------
-Channels = Annotated[int | None, typer.Option("--channels", "-c", min=1, help="Input and output channels.")]
-InChannels = Annotated[int | None, typer.Option("--in-channels", min=1, help="Input channels (overrides --channels).")]
-OutChannels = Annotated[int | None, typer.Option("--out-channels", min=1, help="Output channels (overrides --channels).")]
+Channels = Annotated[int | None, typer.Option("--channels", "-c", callback=_positive, help="Input and output channels.")]
+InChannels = Annotated[int | None, typer.Option("--in-channels", callback=_positive, help="Input channels (overrides --channels).")]
+OutChannels = Annotated[int | None, typer.Option("--out-channels", callback=_positive, help="Output channels (overrides --channels).")]
 Kernel = Annotated[str | None, typer.Option("--kernel", "-k", help="Kernel size: 7 or 7x5 (height x width).")]
 Stride = Annotated[str, typer.Option("--stride", "-s", help="Stride: 2 or 2x1.")]
 InputSize = Annotated[str | None, typer.Option("--input-size", "-i", help=f"Input size: 14 or 14x14 [default: {DEFAULT_INPUT}].")]
 ObjectiveOpt = Annotated[Objective, typer.Option("--objective", help="What the OSC solver minimises.")]
-MaxStages = Annotated[int | None, typer.Option("--max-stages", min=1, help="Most conv stages for the OSC solver [default: free].")]
+MaxStages = Annotated[int | None, typer.Option("--max-stages", callback=_positive, help="Most conv stages for the OSC solver [default: free].")]
 SquareOnly = Annotated[bool, typer.Option("--square-only", help="Only square kernels in OSC stages.")]
 Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", help="Allow dilated OSC stages.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
 from .geometry import check_int, conv_output_size, pair
@@ -24,6 +22,9 @@ from .ops import (
     Shift,
     Slice,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
 
 __all__ = ["Target", "LayerSpec", "GraphBuilder"]
 
@@ -114,6 +115,17 @@ def _freeze_options(options: Mapping[str, Any] | None) -> tuple[tuple[str, Any],
     return tuple(items)
 
 
+def _ancestors(by_id: dict[str, Node], output: str) -> set[str]:
+    """``output`` and every node it (transitively) reads."""
+    needed, stack = set(), [output]
+    while stack:
+        nid = stack.pop()
+        if nid not in needed and nid in by_id:
+            needed.add(nid)
+            stack.extend(by_id[nid].inputs)
+    return needed
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One design for a :class:`Target`: a DAG of ops with one input and one output node.
@@ -157,24 +169,17 @@ class LayerSpec:
             raise SpecError(f"the graph needs exactly one `input` node, found {len(inputs)}")
         if self.output not in by_id:
             raise SpecError(f"`output` (={self.output!r}) is not a node id")
-        g = nx.DiGraph()
-        g.add_nodes_from(by_id)
+        consumers: dict[str, list[str]] = {nid: [] for nid in by_id}
         for node in self.nodes:
             for src in node.inputs:
                 if src not in by_id:
                     raise SpecError(f"node {node.id!r}: input {src!r} is not a node id")
-                g.add_edge(src, node.id)
-        if not nx.is_directed_acyclic_graph(g):
-            cycle = nx.find_cycle(g)
-            raise SpecError("the graph has a cycle: " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
-        needed = nx.ancestors(g, self.output) | {self.output}
+                consumers[src].append(node.id)
+        order = self._topological_order(by_id, consumers)
+        needed = _ancestors(by_id, self.output)
         unused = [n.id for n in self.nodes if n.id not in needed]
         if unused:
             raise SpecError(f"nodes {unused} do not lead to the output {self.output!r}")
-        if inputs[0].id not in needed:
-            raise SpecError(f"the output {self.output!r} does not depend on the input {inputs[0].id!r}")
-        object.__setattr__(self, "_graph", g)
-        order = list(nx.lexicographical_topological_sort(g, key=lambda n: self._position[n]))
         object.__setattr__(self, "_order", tuple(order))
         channels: dict[str, int] = {}
         strides: dict[str, Pair] = {}
@@ -205,15 +210,41 @@ class LayerSpec:
             if sizes[self.output] != t.output_size:
                 raise SpecError(f"the graph's output size {sizes[self.output]} differs from the target's {t.output_size}")
 
-    @cached_property
-    def _position(self) -> dict[str, int]:
-        return {n.id: i for i, n in enumerate(self.nodes)}
+    def _topological_order(self, by_id: dict[str, Node], consumers: dict[str, list[str]]) -> list[str]:
+        """Kahn's algorithm, ties broken by position in ``nodes``; a cycle is reported by its nodes."""
+        import heapq
+
+        position = {n.id: i for i, n in enumerate(self.nodes)}
+        waiting = {nid: len(node.inputs) for nid, node in by_id.items()}
+        ready = [position[nid] for nid, n in waiting.items() if n == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            nid = self.nodes[heapq.heappop(ready)].id
+            order.append(nid)
+            for dst in consumers[nid]:
+                waiting[dst] -= 1
+                if waiting[dst] == 0:
+                    heapq.heappush(ready, position[dst])
+        if len(order) < len(by_id):
+            import networkx as nx
+
+            stuck = nx.DiGraph((src, n.id) for n in self.nodes for src in n.inputs)
+            cycle = nx.find_cycle(stuck)
+            raise SpecError("the graph has a cycle: " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
+        return order
 
     # -- derived views ---------------------------------------------------------------
     @property
     def graph(self) -> nx.DiGraph:
-        """The dataflow graph as a networkx ``DiGraph`` over node ids (a copy)."""
-        return self._graph.copy()  # type: ignore[attr-defined]
+        """The dataflow graph as a networkx ``DiGraph`` over node ids, each node carrying its ``op``."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for node in self.nodes:
+            g.add_node(node.id, op=node.op)
+            g.add_edges_from((src, node.id) for src in node.inputs)
+        return g
 
     @cached_property
     def node_map(self) -> dict[str, Node]:
@@ -356,12 +387,6 @@ class GraphBuilder:
 
         ``target`` replaces the builder's target (same ``in_channels``), e.g. once the output width is known.
         """
-        needed, stack = set(), [output]
-        by_id = {n.id: n for n in self.nodes}
-        while stack:
-            nid = stack.pop()
-            if nid not in needed and nid in by_id:
-                needed.add(nid)
-                stack.extend(by_id[nid].inputs)
+        needed = _ancestors({n.id: n for n in self.nodes}, output)
         nodes = tuple(n for n in self.nodes if n.id in needed)
         return LayerSpec(target or self.target, nodes, output, family, _freeze_options(options))
