@@ -353,11 +353,11 @@ def solve_cmd(
 
     Example: osc-design solve --channels 256 --kernel 7 --max-stages 2 --format json
     """
+    _check_output(output)
+    target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
     from .serialize import to_dict
     from .solver import pareto_front, solve
 
-    _check_output(output)
-    target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
     opts = _solver_options(objective, max_stages, square_only, dilation)
     if pareto:
         front = pareto_front(target, **{k: v for k, v in opts.items() if k != "objective"})
