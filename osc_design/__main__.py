@@ -1,0 +1,5 @@
+"""``python -m osc_design`` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""Network description files: the convolutions of a network as versioned, schema-validated JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .._schema import first_error
+from ..errors import SchemaError
+from ..serialize import MAX_BYTES, format_json, write_atomic
+from .catalog import ConvLayer
+
+__all__ = ["FORMAT", "VERSION", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
+           "save_network"]
+
+FORMAT = "osc-design.network"
+VERSION = 1
+
+
+@cache
+def network_schema() -> dict[str, Any]:
+    """The shipped JSON Schema of network descriptions, version 1."""
+    return json.loads(resources.files("osc_design").joinpath("schemas/network-v1.schema.json").read_text("utf-8"))
+
+
+def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The JSON document describing ``layers`` (in forward order)."""
+    doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": name}
+    if input_shape is not None:
+        doc["input_shape"] = list(input_shape)
+    doc["layers"] = [
+        {"name": layer.name, "in_channels": layer.in_channels, "out_channels": layer.out_channels,
+         "kernel_size": list(layer.kernel_size), "stride": list(layer.stride), "padding": list(layer.padding),
+         "dilation": list(layer.dilation), "groups": layer.groups, "bias": layer.bias,
+         "input_size": list(layer.input_size)}
+        for layer in layers
+    ]
+    return doc
+
+
+def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
+    """Validate a parsed network description and return ``(name, layers)``."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise SchemaError(f"`format` (={got!r}): not an osc-design network description (expected {FORMAT!r})")
+    version = doc.get("version")
+    if type(version) is int and version > VERSION:
+        raise SchemaError(f"`version` (={version}): written by a newer osc-design; this one reads version {VERSION}")
+    err = first_error(network_schema(), doc, network_schema())
+    if err:
+        raise SchemaError(err)
+    layers = []
+    seen: set[str] = set()
+    for i, raw in enumerate(doc["layers"]):
+        if raw["name"] in seen:
+            raise SchemaError(f"`layers[{i}].name` (={raw['name']!r}): duplicate layer name")
+        seen.add(raw["name"])
+        groups = raw.get("groups", 1)
+        for field in ("in_channels", "out_channels"):
+            if raw[field] % groups:
+                raise SchemaError(f"`layers[{i}].groups` (={groups}) must divide `{field}` (={raw[field]})")
+        k = tuple(raw["kernel_size"])
+        layers.append(ConvLayer(
+            name=raw["name"], in_channels=raw["in_channels"], out_channels=raw["out_channels"], kernel_size=k,
+            stride=tuple(raw.get("stride", (1, 1))), padding=tuple(raw.get("padding", (k[0] // 2, k[1] // 2))),
+            groups=groups, bias=raw.get("bias", False), input_size=tuple(raw["input_size"]),
+            dilation=tuple(raw.get("dilation", (1, 1))),
+        ))
+        if min(layers[-1].output_size) < 1:
+            raise SchemaError(f"`layers[{i}].input_size` (={raw['input_size']}) is too small for its kernel")
+    return doc["name"], layers
+
+
+def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
+    """Read a network description file (parsed, never evaluated; at most 10 MB)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SchemaError(f"{path}: exceeds the {MAX_BYTES} byte limit")
+        doc = json.loads(path.read_bytes())
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SchemaError(f"{path}: invalid JSON ({e})") from None
+    try:
+        return layers_from_dict(doc)
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from None
+
+
+def save_network(path: str | os.PathLike[str], name: str, layers: list[ConvLayer],
+                 input_shape: tuple[int, ...] | None = None) -> None:
+    """Write a network description atomically."""
+    write_atomic(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")
