@@ -10,9 +10,12 @@ macs           multiply-accumulates over every output position and every kernel 
 macs_valid     only the taps that land on a real (non-padding) input pixel (XLA / JAX convention)
 bias_adds      one addition per output element of a conv with bias
 adds           element-wise additions of ``add`` nodes: ``(k - 1) * C * H * W`` for k inputs
+norm_ops       inference batch norm computed as ``x * a + b``: ``2 * C * H * W`` per batch-norm node
 flops          ``2 * macs`` (``torch.utils.flop_counter.FlopCounterMode`` convention)
 flops_valid    ``2 * macs_valid``
-xla_flops      ``2 * macs_valid + bias_adds + adds`` (what ``jax`` ``cost_analysis()["flops"]`` reports)
+xla_flops      ``2 * macs_valid + bias_adds + adds + norm_ops`` (what ``jax`` ``cost_analysis()["flops"]``
+               reports per sample; XLA adds ``4 * C`` per batch-norm node and call, independent of the
+               batch: :func:`xla_flops` includes it)
 =============  ==================================================================================
 
 Permutations, slices, concatenations, shifts and identities cost nothing in any convention.
@@ -27,7 +30,7 @@ from .geometry import valid_taps
 from .ops import Add, BatchNorm, Conv2d, Node
 from .spec import LayerSpec, Pair
 
-__all__ = ["Cost", "node_cost", "cost_by_node", "cost"]
+__all__ = ["Cost", "node_cost", "cost_by_node", "cost", "xla_flops"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Cost:
     macs_valid: int | None = None
     bias_adds: int | None = None
     adds: int | None = None
+    norm_ops: int | None = None
 
     @property
     def total_params(self) -> int:
@@ -58,10 +62,10 @@ class Cost:
 
     @property
     def xla_flops(self) -> int | None:
-        """``2 * macs_valid + bias_adds + adds``: XLA's ``cost_analysis()["flops"]``."""
+        """``2 * macs_valid + bias_adds + adds + norm_ops``: XLA's ``cost_analysis()["flops"]`` per sample."""
         if self.macs_valid is None:
             return None
-        return 2 * self.macs_valid + (self.bias_adds or 0) + (self.adds or 0)
+        return 2 * self.macs_valid + (self.bias_adds or 0) + (self.adds or 0) + (self.norm_ops or 0)
 
     def __add__(self, other: Cost) -> Cost:
         def plus(a: int | None, b: int | None) -> int | None:
@@ -91,16 +95,19 @@ def node_cost(
         (ih, iw), (oh, ow) = in_sizes[0], out_size  # type: ignore[index,misc]
         vh = valid_taps(ih, kh, node.stride[0], node.padding[0], node.dilation[0])
         vw = valid_taps(iw, kw, node.stride[1], node.padding[1], node.dilation[1])
-        return Cost(params, bias, params * oh * ow, o * i_g * vh * vw, bias * oh * ow, 0)
+        return Cost(params, bias, params * oh * ow, o * i_g * vh * vw, bias * oh * ow, 0, 0)
     params = 2 * node.num_features if isinstance(node, BatchNorm) else 0
     if not spatial:
         return Cost(params, 0)
-    adds = 0
+    elements = out_size[0] * out_size[1]  # type: ignore[index]
+    adds = norm = 0
     if isinstance(node, Add):
         if channels is None:
             raise ValueError("add costs need the node's channel count")
-        adds = (len(node.inputs) - 1) * channels * out_size[0] * out_size[1]  # type: ignore[index]
-    return Cost(params, 0, 0, 0, 0, adds)
+        adds = (len(node.inputs) - 1) * channels * elements
+    elif isinstance(node, BatchNorm):
+        norm = 2 * node.num_features * elements
+    return Cost(params, 0, 0, 0, 0, adds, norm)
 
 
 def cost_by_node(spec: LayerSpec, input_size: int | Pair | None = None) -> dict[str, Cost]:
@@ -130,7 +137,16 @@ def cost(spec: LayerSpec, input_size: int | Pair | None = None) -> Cost:
     >>> c.params, c.macs, c.macs_valid
     (36864, 115605504, 112869376)
     """
-    total = Cost(0, 0) if input_size is None and spec.target.input_size is None else Cost(0, 0, 0, 0, 0, 0)
+    total = Cost(0, 0) if input_size is None and spec.target.input_size is None else Cost(0, 0, 0, 0, 0, 0, 0)
     for c in cost_by_node(spec, input_size).values():
         total = total + c
     return total
+
+
+def xla_flops(spec: LayerSpec, batch: int = 1, input_size: int | Pair | None = None) -> int:
+    """XLA's ``cost_analysis()["flops"]`` for a batch: ``batch * cost.xla_flops + 4 * C`` per batch-norm node."""
+    c = cost(spec, input_size)
+    if c.xla_flops is None:
+        raise ValueError("XLA flops need an input size (on the target or as an argument)")
+    per_call = sum(4 * n.num_features for n in spec.nodes if isinstance(n, BatchNorm))
+    return batch * c.xla_flops + per_call

@@ -104,7 +104,8 @@ def test_graph_cost_is_sum_of_nodes_and_adds_count_elements():
     assert total.params == 36 + 12 + 16 + 2 * 4
     assert per_node["add1"].adds == 2 * 4 * 10 * 10 and total.adds == 800
     assert total.macs == sum(c.macs for c in per_node.values())
-    assert per_node["shift1"] == Cost(0, 0, 0, 0, 0, 0)
+    assert per_node["shift1"] == Cost(0, 0, 0, 0, 0, 0, 0)
+    assert per_node["bn1"].norm_ops == 2 * 4 * 10 * 10 and total.xla_flops == 2 * total.macs_valid + 800 + 800
 
 
 def test_cost_arithmetic_and_dict():

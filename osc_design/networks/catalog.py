@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..geometry import conv_output_size as _axis_output_size
+
 __all__ = [
     "CATALOG",
     "ConvLayer",
@@ -58,8 +60,7 @@ def conv_output_size(
         ``floor((n + 2p - d(k - 1) - 1) / s) + 1`` for each dimension.
     """
     return tuple(  # type: ignore[return-value]
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation)
+        _axis_output_size(n, k, s, p, d) for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation)
     )
 
 
