@@ -43,20 +43,32 @@ def target_line(target: Target, size_note: str = "") -> Text:
     return Text("Target conv: " + ", ".join(parts), style="bold")
 
 
-def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None) -> Table:
-    """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("family", overflow="fold")
-    for name in ("params", "x conv", "MACs", "MACs valid", "stages", "coverage"):
+def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None, width: int = 120) -> Table:
+    """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class.
+
+    Narrow consoles lose the class column first (below 106 columns), then MACs valid and the ratio
+    (below 92), so that exact counts are never cut.
+    """
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    columns = ["params", "x conv", "MACs", "MACs valid", "stages", "coverage"]
+    if width < 92:
+        columns.remove("MACs valid")
+        columns.remove("x conv")
+    table.add_column("family", no_wrap=True)
+    for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("class", overflow="fold")
+    if width >= 106:
+        table.add_column("class", no_wrap=True)
     for d in designs:
         ratio = "-" if conv_cost is None or not conv_cost.params else f"{d.cost.params / conv_cost.params:.3f}"
-        cov = "full" if d.coverage.full else f"{d.coverage.fraction:.1%}"
+        values = {"params": fmt_int(d.cost.params), "x conv": ratio, "MACs": fmt_int(d.cost.macs),
+                  "MACs valid": fmt_int(d.cost.macs_valid), "stages": str(d.stages),
+                  "coverage": "full" if d.coverage.full else f"{d.coverage.fraction:.1%}"}
+        cells = [f"* {d.family}" if d.family == best else d.family] + [values[c] for c in columns]
+        if width >= 106:
+            cells.append(d.asymptotic)
         style = "bold green" if d.family == best else ("dim" if not d.coverage.full else None)
-        name = f"* {d.family}" if d.family == best else d.family
-        table.add_row(name, fmt_int(d.cost.params), ratio, fmt_int(d.cost.macs), fmt_int(d.cost.macs_valid),
-                      str(d.stages), cov, d.asymptotic, style=style)
+        table.add_row(*cells, style=style)
     return table
 
 
@@ -111,7 +123,7 @@ def cost_lines(cost: Cost) -> Text:
         ("MACs", cost.macs),
         ("MACs valid", cost.macs_valid),
         ("FLOPs = 2 x MACs", cost.flops),
-        ("XLA FLOPs = 2 x MACs valid + bias adds + adds", cost.xla_flops),
+        ("XLA FLOPs = 2 x MACs valid + bias adds + adds + norm ops", cost.xla_flops),
     ]
     width = max(len(r[0]) for r in rows)
     return Text("\n".join(f"  {name:<{width}}  {fmt_int(v):>15}" for name, v in rows))
@@ -132,3 +144,44 @@ def certificate_text(cert: dict[str, Any]) -> Text:
 
 def group(*items: Any) -> Group:
     return Group(*items)
+
+
+def network_renderables(plan: Any) -> list[Any]:
+    """Per-layer table (name, target, choice, params and MACs before/after, coverage) and totals."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("layer", overflow="fold")
+    table.add_column("target", overflow="fold")
+    table.add_column("design", overflow="fold")
+    for name in ("params", "-> params", "MACs", "-> MACs", "cover"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for lp, row in zip(plan.layers, plan.rows()):
+        table.add_row(row["name"], row["target"], row["choice"], fmt_int(row["params_before"]),
+                      fmt_int(row["params_after"]), fmt_int(row["macs_before"]), fmt_int(row["macs_after"]),
+                      f"{row['coverage']:.0%}", style=None if lp.replaced else "dim")
+    totals = plan.totals()
+    lines = [f"{plan.network}: policy {plan.policy}"
+             + (f", budget {plan.budget}" if plan.budget else "")
+             + f"; {totals['replaced_layers']} of {totals['layers']} convs replaced"]
+    for key, label in (("total_params", "conv params (weights + bias)"), ("macs", "conv MACs"),
+                       ("macs_valid", "conv MACs valid")):
+        t = totals[key]
+        lines.append(f"  {label:<28} {fmt_int(t['before']):>15} -> {fmt_int(t['after']):>15}  ({t['ratio']:.1%})")
+    if plan.bound is not None:
+        lines.append(f"  budget optimiser lower bound on the objective: {plan.bound:,.0f}")
+    kept = {lp.reason for lp in plan.layers if not lp.replaced}
+    lines += [f"  kept: {reason}" for reason in sorted(kept)]
+    return [table, Text("\n".join(lines)), Text(CONVENTIONS, style="dim")]
+
+
+def checks_table(report: Any) -> Table:
+    """Closed form vs measured, one row per backend and quantity."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  title=f"numeric check at {fmt_pair(report.input_size)}, batch {report.batch}")
+    for name in ("backend", "quantity", "closed form", "measured", ""):
+        table.add_column(name, overflow="fold")
+    for c in report.checks:
+        table.add_row(c.backend, c.quantity, str(c.expected), str(c.measured), "ok" if c.ok else "MISMATCH",
+                      style=None if c.ok else "bold red")
+    for name, reason in report.skipped.items():
+        table.add_row(name, "skipped", reason, "", "")
+    return table

@@ -159,14 +159,23 @@ def _emit(text: str, output: Path | None) -> None:
         raise typer.BadParameter(f"{str(output)!r}: {e.strerror or e}", param_hint="'--output'") from None
 
 
+def _width(output: Path | None) -> int:
+    """The terminal's width (at least 60) on a terminal; 120 columns in pipes and files."""
+    if output is None and sys.stdout.isatty():
+        from rich.console import Console
+
+        return max(60, Console().width)
+    return 120
+
+
 def _render(*renderables: Any, output: Path | None) -> str:
     """Render rich objects to text: colour only for a terminal stdout, 80+ columns, plain in files."""
     from rich.console import Console
 
     to_terminal = output is None and sys.stdout.isatty()
-    width = Console().width if to_terminal else 100
+    width = _width(output)
     buf = io.StringIO()
-    console = Console(file=buf, width=max(80, width), force_terminal=to_terminal,
+    console = Console(file=buf, width=width, force_terminal=to_terminal,
                       color_system="auto" if to_terminal else None, highlight=False, soft_wrap=False)
     for r in renderables:
         console.print(r)
@@ -245,8 +254,8 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
     from . import _render as r
 
     conv = next((d.cost for d in result.designs if d.family == "conv"), None)
-    parts: list[Any] = [r.target_line(target, note), r.comparison_table(result.designs,
-                        result.best.family if result.best else None, conv)]
+    parts: list[Any] = [r.target_line(target, note), r.comparison_table(
+        result.designs, result.best.family if result.best else None, conv, _width(output))]
     if result.best:
         parts.append(Text(f"* best fully-covering design by params: {result.best.family}", style="green"))
     for fam, reason in result.skipped:
@@ -399,3 +408,230 @@ def solve_cmd(
 def main() -> None:
     """Console entry point."""
     app()
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["p=0.25", "with_bn=true"]`` -> ``{"p": 0.25, "with_bn": True}`` (JSON scalars, else strings)."""
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--option'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            raise typer.BadParameter(f"{item!r}: the value must be a number, true/false or text", param_hint="'--option'")
+        out[key] = value
+    return out
+
+
+def _progress(total: int, label: str) -> Any:
+    """A rich progress bar on stderr (silent when stderr is not a terminal); returns (advance, close)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    progress = Progress(console=console, transient=True, disable=not console.is_terminal)
+    task = progress.add_task(label, total=total)
+    progress.start()
+    return (lambda *_: progress.advance(task)), progress.stop
+
+
+@app.command("network")
+def network_cmd(
+    name: Annotated[str | None, typer.Argument(help="A catalogue network: resnet18, resnet50, vgg16, mobilenet_v2, cifar-resnet20, cifar-resnet56, cifar-resnet110.")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from", help="A network description JSON file instead of a catalogue name.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="Family to use where it helps (osc, osc-2, bsconv-u, ...).")] = "osc",
+    budget_params: Annotated[float | None, typer.Option("--budget-params", help="Keep at most this fraction of the convs' params; minimise MACs.")] = None,
+    budget_macs: Annotated[float | None, typer.Option("--budget-macs", help="Keep at most this fraction of the convs' MACs; minimise params.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Family option KEY=VALUE (repeatable), e.g. --option p=0.25.")] = None,
+    fmt: FormatOpt = Format.table,
+    output: Output = None,
+) -> None:
+    """Plan a design for every convolution of a network, with totals before and after.
+
+    Example: osc-design network resnet50 --policy osc --budget-params 0.2
+    """
+    _check_output(output)
+    if (name is None) == (from_file is None):
+        raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
+    for flag, value in (("--budget-params", budget_params), ("--budget-macs", budget_macs)):
+        if value is not None and not 0 < value <= 1:
+            raise typer.BadParameter(f"{value} is not a fraction in (0, 1]", param_hint=f"'{flag}'")
+    options = _parse_options(option)
+    from .networks.catalog import catalog_layers, catalog_names
+    from .networks.plan import plan_network
+
+    if name is not None:
+        if name not in catalog_names():
+            raise typer.BadParameter(f"{name!r} is not in the catalogue ({', '.join(catalog_names())})",
+                                     param_hint="'NAME'")
+        network, layers = name, catalog_layers(name)
+    else:
+        from .networks.description import load_network
+
+        network, layers = load_network(from_file)  # type: ignore[arg-type]
+    advance, close = _progress(len(layers), f"planning {network}")
+    try:
+        plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
+                            budget_macs=budget_macs, progress=advance)
+    finally:
+        close()
+    if fmt is Format.json:
+        _emit(_json(plan.to_dict()), output)
+    elif fmt is Format.csv:
+        _emit(_csv(plan.rows()), output)
+    else:
+        from . import _render as r
+
+        _emit(_render(*r.network_renderables(plan), output=output), output)
+
+
+class BackendChoice(str, Enum):
+    none = "none"
+    torch = "torch"
+    jax = "jax"
+    all = "all"
+
+
+class ExportTarget(str, Enum):
+    torch = "torch"
+    jax = "jax"
+
+
+def _load_spec(path: Path) -> Any:
+    from .errors import SchemaError
+    from .serialize import load
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{str(path)!r} is not a readable file", param_hint="'SPEC'")
+    try:
+        return load(path)
+    except SchemaError as e:
+        raise OscDesignError(str(e)) from None
+
+
+SpecArg = Annotated[Path, typer.Argument(help="A layer-spec JSON file (format osc-design.layer).", show_default=False)]
+
+
+@app.command("verify")
+def verify_cmd(
+    spec_file: SpecArg,
+    backend: Annotated[BackendChoice, typer.Option("--backend", help="Also measure in a framework.")] = BackendChoice.none,
+    input_size: InputSize = None,
+    batch: Annotated[int, typer.Option("--batch", callback=_positive, help="Batch size of the numeric check.")] = 1,
+    fmt: FormatOpt = Format.table,
+    output: Output = None,
+) -> None:
+    """Exact coverage and cost of a spec file; with --backend, the closed forms checked numerically.
+
+    Exit code 1 when any measured count differs from the closed form.
+
+    Example: osc-design verify design.json --backend all
+    """
+    _check_output(output)
+    size = parse_pair(input_size, "--input-size")
+    spec = _load_spec(spec_file)
+    from .cost import cost
+    from .coverage import coverage
+
+    if size is None and spec.target.input_size is None:
+        size = (DEFAULT_INPUT, DEFAULT_INPUT)
+    c, cov = cost(spec, size), coverage(spec)
+    report = None
+    if backend is not BackendChoice.none:
+        from .backends import verify
+
+        report = verify(spec, backend=backend.value, input_size=size, batch=batch)
+    if fmt is Format.json:
+        doc = {"family": spec.family, "target": spec.target.to_dict(), "cost": c.to_dict(), "coverage": cov.to_dict(),
+               "checks": None if report is None else report.to_rows(), "ok": None if report is None else report.ok}
+        _emit(_json(doc), output)
+    elif fmt is Format.csv:
+        rows = report.to_rows() if report is not None else [{"quantity": k, "value": v} for k, v in c.to_dict().items()]
+        _emit(_csv(rows), output)
+    else:
+        from rich.text import Text
+
+        from . import _render as r
+
+        parts: list[Any] = [r.target_line(spec.target.with_input_size(size) if size else spec.target),
+                            Text(f"family {spec.family}, {spec.stages} conv stages, {len(spec.nodes) - 1} ops"),
+                            r.cost_lines(c), Text(f"  receptive field: {cov.describe()}")]
+        if report is not None:
+            parts.append(r.checks_table(report))
+        _emit(_render(*parts, output=output), output)
+    if report is not None and not report.ok:
+        raise OscDesignError("closed form and measurement differ: " + "; ".join(
+            f"{ch.backend} {ch.quantity} expected {ch.expected}, measured {ch.measured}" for ch in report.failures))
+
+
+@app.command("export")
+def export_cmd(
+    spec_file: SpecArg,
+    to: Annotated[ExportTarget, typer.Option("--to", help="Framework of the generated module.")] = ExportTarget.torch,
+    class_name: Annotated[str, typer.Option("--class-name", help="Name of the generated class.")] = "OscDesign",
+    output: Output = None,
+) -> None:
+    """Write a standalone PyTorch or JAX (Flax NNX) module for a spec file (no osc-design needed to run it).
+
+    Example: osc-design export design.json --to torch --output design_torch.py
+    """
+    _check_output(output)
+    spec = _load_spec(spec_file)
+    from .backends.export import export_source
+
+    _emit(export_source(spec, to=to.value, class_name=class_name), output)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of positive integers", param_hint=f"'{option}'")
+    return values
+
+
+@app.command("sweep")
+def sweep_cmd(
+    channels: Annotated[str, typer.Option("--channels", "-c", help="Channel counts (C_in = C_out), comma-separated.")] = "32,64,128,256,512",
+    kernels: Annotated[str, typer.Option("--kernels", "-k", help="Square kernel sizes, comma-separated.")] = "3,5,7",
+    input_size: InputSize = None,
+    families: Annotated[str | None, typer.Option("--families", help="Family ids, comma-separated [default: all].")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="csv or json (a table is not offered for a grid).")] = Format.csv,
+    output: Output = None,
+) -> None:
+    """Compare families over a grid of channels x kernels, one row per (channels, kernel, family).
+
+    Example: osc-design sweep --channels 64,128,256 --kernels 3,7 --output sweep.csv
+    """
+    _check_output(output)
+    if fmt is Format.table:
+        raise typer.BadParameter("use csv or json for a sweep", param_hint="'--format'")
+    cs, ks = _int_list(channels, "--channels"), _int_list(kernels, "--kernels")
+    size = parse_pair(input_size, "--input-size") or (DEFAULT_INPUT, DEFAULT_INPUT)
+    chosen = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+    from .compare import compare
+
+    rows: list[dict[str, Any]] = []
+    advance, close = _progress(len(cs) * len(ks), "sweeping")
+    try:
+        for c in cs:
+            for k in ks:
+                try:
+                    target = Target(c, c, k, input_size=size)
+                except OscDesignError as e:
+                    raise typer.BadParameter(str(e), param_hint="'--input-size'") from None
+                result = compare(target, families=chosen)
+                for d in result.designs:
+                    rows.append({"channels": c, "kernel": k, "input_size": f"{size[0]}x{size[1]}",
+                                 **{key: v for key, v in _design_row(d).items() if key != "spec"},
+                                 "best": result.best is not None and d.family == result.best.family})
+                advance()
+    finally:
+        close()
+    _emit(_json(rows) if fmt is Format.json else _csv(rows), output)

@@ -12,7 +12,6 @@ Importing this module imports neither sympy nor scipy.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -144,24 +143,8 @@ class Comparison(Sequence[Design]):
         return format_table(self.designs, self.skipped)
 
 
-def _builtin_families() -> list[Family]:
-    """All registered families; a built-in family module that does not exist yet is passed over."""
-    try:
-        return registry.families()
-    except ModuleNotFoundError as exc:
-        if exc.name not in registry.FAMILY_MODULES:
-            raise
-        for mod in registry.FAMILY_MODULES:
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as inner:
-                if inner.name != mod:
-                    raise
-        return list(registry._REGISTRY.values())
-
-
 def _select(families: Iterable[str] | None) -> list[Family]:
-    available = _builtin_families()
+    available = registry.families()
     if families is None:
         return available
     if isinstance(families, str):

@@ -218,7 +218,7 @@ class Coverage:
     def describe(self) -> str:
         """One line for people: full, or the fraction and a missing example."""
         if self.full:
-            return f"full: every output sees all {self.total} (channel, tap) pairs of its window"
+            return f"full: all {self.total:,} (output, input channel, tap) triples of the window are reached"
         o, i, (ty, tx) = self.missing  # type: ignore[misc]
         return (f"{self.fraction:.2%} of the volume; e.g. output channel {o} does not see input channel {i} "
                 f"at kernel tap ({ty}, {tx})")

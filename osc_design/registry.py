@@ -57,7 +57,7 @@ class Family:
 
 _REGISTRY: dict[str, Family] = {}
 
-FAMILY_MODULES = ("osc_design.families", "osc_design.solver")
+FAMILY_MODULES = ("osc_design.families", "osc_design.osc_families")
 """Modules whose import registers the built-in families (in display order)."""
 
 

@@ -230,7 +230,9 @@ def _header(spec: LayerSpec, to: str, size: Pair, class_name: str) -> list[str]:
         f"  MACs valid    {c.macs_valid:>16,}   taps on real (non-padding) input pixels only",
         f"  bias adds     {c.bias_adds:>16,}",
         f"  element adds  {c.adds:>16,}   additions of add nodes",
-        f"  XLA FLOPs     {c.xla_flops:>16,}   = 2 x MACs valid + bias adds + element adds (jax cost_analysis)",
+        f"  norm ops      {c.norm_ops:>16,}   batch norm as x * a + b, 2 per element",
+        f"  XLA FLOPs     {c.xla_flops:>16,}   = 2 x MACs valid + bias adds + element adds + norm ops "
+        "(jax cost_analysis; + 4 per batch-norm channel and call)",
         "Shifts, slices, concatenations, channel permutations and identities cost nothing.",
     ]
     return ["# " + r if r else "#" for r in rows]

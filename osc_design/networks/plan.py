@@ -1,0 +1,339 @@
+"""Whole-network planning: choose a design for every convolution, one family or under a global budget.
+
+Scope and conventions: a plan covers the network's 2-D convolutions (as listed by the catalogue, a
+description file or :func:`~osc_design.networks.extract.extract_convs`); params count conv weights
+and biases (``total_params``), MACs are the padding-inclusive convention at each layer's input size.
+Budgets are fractions of the planned convolutions' original totals.
+
+Layers that no design improves stay as they are and say why: 1x1 convolutions (no separable design
+has fewer weights), depthwise convolutions (already separable), and layers where the chosen family
+does not save parameters or cannot be built. A grouped convolution is planned per group and lifted
+back (:func:`osc_design.transform.lift_groups`).
+
+Budgeted selection is a multiple-choice knapsack over each layer's candidates (the original conv
+and the family's designs: for ``osc``/``osc-2`` the solver's Pareto front). It is solved by
+Lagrangian relaxation (bisection on the multiplier, each layer then picks independently) followed
+by a greedy repair that spends the remaining budget; the Lagrangian dual value is a lower bound on
+the true optimum and is reported as ``bound`` so the plan's optimality gap is visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cost import Cost, cost, node_cost
+from ..coverage import coverage
+from ..errors import InfeasibleDesignError, SpecError
+from ..ops import Conv2d
+from ..spec import LayerSpec, Target
+from .catalog import ConvLayer
+
+__all__ = ["Candidate", "LayerPlan", "NetworkPlan", "plan_network", "layer_target"]
+
+PLAN_FORMAT = "osc-design.network-plan"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to realise a layer: ``spec`` None means the original convolution."""
+
+    choice: str
+    spec: LayerSpec | None
+    cost: Cost
+    coverage: float
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The decision for one convolution."""
+
+    layer: ConvLayer
+    before: Cost
+    chosen: Candidate
+    reason: str
+    candidates: tuple[Candidate, ...] = field(default=(), repr=False)
+
+    @property
+    def after(self) -> Cost:
+        return self.chosen.cost
+
+    @property
+    def replaced(self) -> bool:
+        return self.chosen.spec is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        from ..serialize import to_dict
+
+        layer = self.layer
+        return {
+            "name": layer.name,
+            "target": {"in_channels": layer.in_channels, "out_channels": layer.out_channels,
+                       "kernel_size": list(layer.kernel_size), "stride": list(layer.stride),
+                       "padding": list(layer.padding), "groups": layer.groups, "bias": layer.bias,
+                       "input_size": list(layer.input_size)},
+            "choice": self.chosen.choice,
+            "reason": self.reason,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "coverage": self.chosen.coverage,
+            "spec": None if self.chosen.spec is None else to_dict(self.chosen.spec),
+        }
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """A plan for every convolution of a network, with totals over the planned layers."""
+
+    network: str
+    policy: str
+    layers: tuple[LayerPlan, ...]
+    budget: dict[str, Any] | None = None
+    bound: float | None = None
+
+    def total(self, which: str, field_name: str) -> int:
+        """Sum of ``before``/``after`` costs over all layers, e.g. ``total("after", "macs")``."""
+        return sum(getattr(getattr(lp, which), field_name) or 0 for lp in self.layers)
+
+    def totals(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("total_params", "macs", "macs_valid"):
+            before, after = self.total("before", name), self.total("after", name)
+            out[name] = {"before": before, "after": after, "ratio": after / before if before else None}
+        out["replaced_layers"] = sum(lp.replaced for lp in self.layers)
+        out["layers"] = len(self.layers)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The network plan as JSON: format header, policy, budget, totals and one entry per layer."""
+        return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "network": self.network, "policy": self.policy,
+                "budget": self.budget, "bound": self.bound, "totals": self.totals(),
+                "layers": [lp.to_dict() for lp in self.layers]}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat per-layer rows (CSV)."""
+        return [{"name": lp.layer.name,
+                 "target": f"{lp.layer.in_channels}->{lp.layer.out_channels} k{lp.layer.kernel_size[0]}x"
+                           f"{lp.layer.kernel_size[1]} s{lp.layer.stride[0]} g{lp.layer.groups} "
+                           f"@{lp.layer.input_size[0]}x{lp.layer.input_size[1]}",
+                 "choice": lp.chosen.choice, "params_before": lp.before.total_params,
+                 "params_after": lp.after.total_params, "macs_before": lp.before.macs, "macs_after": lp.after.macs,
+                 "coverage": lp.chosen.coverage, "reason": lp.reason} for lp in self.layers]
+
+
+def layer_target(layer: ConvLayer) -> Target:
+    """The per-group target of a layer (``C_in/g -> C_out/g``) with the layer's own padding and input size."""
+    g = layer.groups
+    return Target(layer.in_channels // g, layer.out_channels // g, layer.kernel_size, layer.stride,
+                  layer.padding, layer.input_size)
+
+
+def _original(layer: ConvLayer) -> Cost:
+    conv = Conv2d(id=layer.name, inputs=("x",), in_channels=layer.in_channels, out_channels=layer.out_channels,
+                  kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                  dilation=layer.dilation, groups=layer.groups, bias=layer.bias)
+    return node_cost(conv, [layer.input_size], layer.output_size, layer.out_channels)
+
+
+def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> Candidate:
+    """Lift a per-group design to the layer and give it the layer's bias."""
+    from ..transform import lift_groups, with_output_bias
+
+    cov = coverage(spec).fraction
+    if layer.groups > 1:
+        full = Target(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                      layer.input_size)
+        spec = lift_groups(spec, layer.groups, full)
+    if layer.bias:
+        spec = with_output_bias(spec)
+    return Candidate(choice, spec, cost(spec), cov)
+
+
+def _why_kept(layer: ConvLayer) -> str | None:
+    if layer.kernel_size == (1, 1):
+        return "1x1 conv: no separable design has fewer weights"
+    if layer.groups == layer.in_channels and layer.in_channels > 1:
+        return "depthwise conv: already separable"
+    if layer.dilation != (1, 1):
+        return "dilated conv: designs assume an undilated target"
+    return None
+
+
+CandidateFn = Callable[[ConvLayer, Target], list[tuple[str, LayerSpec]]]
+
+
+def _family_candidates(family: str, options: Mapping[str, Any], budgeted: bool) -> CandidateFn:
+    from ..registry import get_family
+
+    fam = get_family(family)
+
+    def make(layer: ConvLayer, target: Target) -> list[tuple[str, LayerSpec]]:
+        if budgeted and family in ("osc", "osc-2"):
+            from ..solver import pareto_front
+
+            opts = {k: v for k, v in options.items() if k != "objective"}
+            if family == "osc-2":
+                opts["max_stages"] = 2
+            return [(f"{family}[{s.spec.stages}]", s.spec) for s in pareto_front(target, **opts)]
+        return [(family, fam.build(target, **options))]
+
+    return make
+
+
+def plan_network(
+    layers: Iterable[ConvLayer],
+    policy: str = "osc",
+    *,
+    network: str = "network",
+    options: Mapping[str, Any] | None = None,
+    budget_params: float | None = None,
+    budget_macs: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> NetworkPlan:
+    """Plan a design for every convolution.
+
+    Parameters
+    ----------
+    layers:
+        The network's convolutions, in forward order.
+    policy:
+        A family id (``"osc"``, ``"osc-2"``, ``"bsconv-u"``, ...): that family where it helps.
+    options:
+        Options for the family's builder (e.g. ``{"p": 0.25, "with_bn": True}`` for ``bsconv-s``).
+    budget_params, budget_macs:
+        At most one. A fraction in (0, 1] of the original total params (minimise MACs under it) or of
+        the original MACs (minimise params under it), choosing among each layer's candidates.
+    progress:
+        Called with each layer's name as it is planned (for progress bars).
+
+    Examples
+    --------
+    >>> from osc_design.networks.catalog import catalog_layers
+    >>> plan = plan_network(catalog_layers("cifar-resnet20"), "bsconv-u", network="cifar-resnet20")
+    >>> plan.totals()["total_params"]["after"] < plan.totals()["total_params"]["before"]
+    True
+    """
+    if budget_params is not None and budget_macs is not None:
+        raise SpecError("give at most one of `budget_params` and `budget_macs`")
+    for name, value in (("budget_params", budget_params), ("budget_macs", budget_macs)):
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1):
+            raise SpecError(f"`{name}` (={value!r}) must be a fraction in (0, 1]")
+    budgeted = budget_params is not None or budget_macs is not None
+    make = _family_candidates(policy, dict(options or {}), budgeted)
+    cache: dict[tuple[Any, ...], list[tuple[str, LayerSpec]] | str] = {}
+    plans: list[tuple[ConvLayer, Cost, list[Candidate], str]] = []
+    for layer in layers:
+        if progress is not None:
+            progress(layer.name)
+        before = _original(layer)
+        keep = Candidate("keep", None, before, 1.0)
+        reason = _why_kept(layer)
+        if reason is not None:
+            plans.append((layer, before, [keep], reason))
+            continue
+        target = layer_target(layer)
+        key = (target, layer.groups, layer.bias)
+        if key not in cache:
+            try:
+                cache[key] = make(layer, target)
+            except (SpecError, InfeasibleDesignError) as e:
+                cache[key] = f"{policy} cannot be built here: {e}"
+        made = cache[key]
+        if isinstance(made, str):
+            plans.append((layer, before, [keep], made))
+            continue
+        try:
+            options_ = [keep] + [_finish(layer, spec, choice) for choice, spec in made]
+        except SpecError as e:
+            plans.append((layer, before, [keep], str(e)))
+            continue
+        plans.append((layer, before, options_, ""))
+
+    bound = None
+    if budgeted:
+        chosen, bound = _select_under_budget(plans, budget_params, budget_macs)
+    else:
+        chosen = []
+        for layer, before, cands, _ in plans:
+            best = min(cands, key=lambda c: (c.cost.total_params, c.cost.macs or 0, c.spec is not None))
+            chosen.append(best)
+    result = []
+    for (layer, before, cands, why), pick in zip(plans, chosen):
+        if why:
+            reason = why
+        elif pick.spec is None:
+            reason = "no candidate saves parameters" if not budgeted else "kept by the budget optimiser"
+        else:
+            reason = "fewest params" if not budgeted else "chosen by the budget optimiser"
+        result.append(LayerPlan(layer, before, pick, reason, tuple(cands)))
+    budget = None
+    if budget_params is not None:
+        budget = {"params": budget_params}
+    elif budget_macs is not None:
+        budget = {"macs": budget_macs}
+    return NetworkPlan(network, policy, tuple(result), budget, bound)
+
+
+def _select_under_budget(plans: list[tuple[ConvLayer, Cost, list[Candidate], str]], budget_params: float | None,
+                         budget_macs: float | None) -> tuple[list[Candidate], float]:
+    """Multiple-choice knapsack: minimise one total subject to a cap on the other (see module docstring)."""
+    if budget_params is not None:
+        cap_key, obj_key, frac = "total_params", "macs", budget_params
+    else:
+        cap_key, obj_key, frac = "macs", "total_params", budget_macs  # type: ignore[assignment]
+
+    def val(c: Candidate, key: str) -> int:
+        return int(getattr(c.cost, key) or 0)
+
+    cands = [p[2] for p in plans]
+    cap = frac * sum(val(c[0], cap_key) for c in cands)  # c[0] is the original conv
+    least = sum(min(val(c, cap_key) for c in cs) for cs in cands)
+    if least > cap:
+        raise InfeasibleDesignError(
+            f"the budget ({frac:g} of {cap_key.replace('total_', '')}: {cap:,.0f}) is below the smallest "
+            f"achievable total {least:,} ({least / (cap / frac):.2%} of the original)")
+
+    def pick(lam: float) -> list[Candidate]:
+        return [min(cs, key=lambda c: (val(c, obj_key) + lam * val(c, cap_key), val(c, cap_key))) for cs in cands]
+
+    def used(sel: list[Candidate]) -> int:
+        return sum(val(c, cap_key) for c in sel)
+
+    lo, hi = 0.0, 1.0
+    while used(pick(hi)) > cap:
+        hi *= 4
+        if hi > 1e18:  # pragma: no cover - the feasibility check above guarantees termination
+            break
+    if used(pick(lo)) <= cap:
+        hi = lo
+    for _ in range(200):
+        if hi - lo <= 1e-12 * max(1.0, hi):
+            break
+        mid = (lo + hi) / 2
+        if used(pick(mid)) <= cap:
+            hi = mid
+        else:
+            lo = mid
+    selection = pick(hi)
+    dual = sum(min(val(c, obj_key) + hi * val(c, cap_key) for c in cs) for cs in cands) - hi * cap
+    # greedy repair: spend the slack on the swaps that save the most objective per unit of budget
+    improved = True
+    while improved:
+        improved = False
+        slack = cap - used(selection)
+        best_gain, best_swap = 0.0, None
+        for i, cs in enumerate(cands):
+            cur = selection[i]
+            for c in cs:
+                extra = val(c, cap_key) - val(cur, cap_key)
+                gain = val(cur, obj_key) - val(c, obj_key)
+                if gain > 0 and extra <= slack:
+                    rate = gain / max(extra, 1)
+                    if rate > best_gain:
+                        best_gain, best_swap = rate, (i, c)
+        if best_swap is not None:
+            selection[best_swap[0]] = best_swap[1]
+            improved = True
+    return selection, max(dual, 0.0)

@@ -1,0 +1,1390 @@
+"""Optimized separable convolution (OSC): an exact design optimizer with optimality certificates.
+
+Everything about OSC's internals is **reconstructed** (reference sheet ``papers.md`` section 1: only
+the abstracts' asymptotic claims ``O(C^{3/2} K)`` and ``O(C log(C K^2))`` are verified; the chain
+model, the coverage conditions, the constant 2 and ``N* = ln(C K^2)`` are derivations). The families
+registered here therefore carry ``certainty="reconstructed"``.
+
+Model
+-----
+A design for a target convolution ``C_in -> C_out``, kernel ``Kh x Kw``, stride ``(sh, sw)``, padding
+``(ph, pw)`` is a chain of ``N`` grouped convolutions. Stage ``i`` maps ``C_{i-1} -> C_i`` channels
+(``C_0 = C_in``, ``C_N = C_out``, internal widths ``C_out`` unless ``widths`` says otherwise) with
+``g_i`` groups dividing both, fan-in ``n_i = C_{i-1} / g_i``, a kernel ``kh_i x kw_i`` (rectangular
+unless ``square_only``), a dilation (1 unless ``dilation=True``) and, on exactly one stage when the
+target is strided, the stride. Between consecutive stages sits a ShuffleNet channel shuffle with the
+previous stage's group count (a free permutation). Weights without bias::
+
+    params = sum_i C_i * n_i * kh_i * kw_i            (= sum_i C_{i-1} C_i kh_i kw_i / g_i)
+    macs   = sum_i params_i * H_i * W_i               (H_i x W_i: output grid of stage i)
+
+A design is *valid* only if :func:`osc_design.coverage.coverage` proves full volumetric coverage:
+every output channel depends on every input channel at every tap of the target window.
+
+Channel reach. With the shuffles, every output channel of stage ``i`` depends on exactly
+``min(C_in, n_1 * ... * n_i)`` input channels (checked exhaustively for all chains with widths up to
+30 while writing this module, and re-verified for every returned design). Reach can never exceed the
+product of fan-ins, so ``prod_i n_i >= C_in`` is necessary *and* sufficient.
+
+Spatial reach (per axis). A stage with kernel ``k`` and tap step ``delta`` (its dilation, times the
+target stride for stages after the strided one, in input pixels) adds the offsets
+``delta * {0..k-1}``; the footprint of the chain is the Minkowski sum. The searched space keeps every
+prefix footprint gap-free ("mixed-radix digits in chain order": ``delta <= R + 1`` where ``R`` is the
+span so far), so the footprint is the interval ``{0..R}`` and a stage takes ``R`` to
+``R + delta (k - 1)``. Without dilation ``delta`` is 1 (or ``s`` after the stride) and spans simply
+add: ``sum_i (k_i - 1) + 1 >= K``. With dilation they multiply: ``{0,1,2} + 3*{0,1,2} = {0..8}``,
+so ``R + 1`` can grow by the factor ``k``. Padding is not searched: the total padding must centre the
+footprint on the target window (so the output size equals the target's for every input size, which
+forces ``R = K - 1 (mod 2)``); it is assigned by a fixed rule (cumulative padding
+``max(0, floor(R / 2) + ph - floor((Kh - 1) / 2))`` before the stride, ``floor(B / 2)`` coarse pixels
+for a coarse span ``B`` after it, the strided stage takes the rest). MACs are exact for that rule.
+
+The search
+----------
+An exact dynamic programme over chain prefixes. A state is ``(channel reach r, per-axis footprint
+state, stride phase)``; the per-axis state is the span ``R`` while it is below ``max(K - 1, 1)`` and
+only its parity above (further growth cannot matter there), plus, after the stride, the parity of the
+coarse span and the stride stage's choices that fix the paddings. Every design of the space is one
+path; a path's cost is the sum of its stage costs, each a function of the transition alone, so the
+minimum over accepting states is the optimum. Three prunings keep it fast and stay exact: (1) states
+with the same spatial part are Pareto-filtered over (reach, cost), since more reach never hurts;
+(2) branch and bound with the relaxation below (a valid lower bound for every completion), under an
+increasing upper bound until a design is found; (3) for the ``params`` objective without dilation and
+with rectangular kernels, at most one stage per axis and stride phase has a kernel larger than 1 --
+exchanging spans between stages with the same tap step changes the cost linearly, so the cheapest
+stage can take the whole span (an exact argument, not a heuristic); with dilation only the largest
+span below ``K - 1`` and the smallest above it are kept per parity for ``params``. For ``macs`` and
+``macs_valid`` (whose border effects break those exchange arguments) all steps are enumerated.
+
+Stage cap. A stage helps only if it multiplies the channel reach by ``n >= 2`` or grows a spatial
+span. In an optimal design at most ``ceil(log2 C_in)`` stages besides the first can carry a fan-in
+``n >= 2`` (dropping the smallest fan-in would otherwise keep ``prod n >= C_in`` at lower cost), and
+a stage that does neither is a removable ``1 x 1`` depthwise conv. So the default cap is
+``ceil(log2 C_in) + 1`` channel stages plus per axis 1 spatial stage (2 with a stride: one per
+phase) without dilation, ``ceil(log2 K) + 1`` with dilation, ``ceil((K_max - 1) / 2)`` for square
+kernels without dilation, plus 1 for the strided stage. The certificate states whether the relaxation
+proves that no design with more stages is cheaper (``all_n``).
+
+Lower bounds (certificates)
+---------------------------
+Write ``v_i = n_i * kh_i * kw_i`` (the stage's "volume"). Per axis the footprint has at most
+``prod_i k_i`` offsets and must contain the ``K`` window taps, and ``prod_i n_i >= C_in``, so
+``prod_i v_i >= V = C_in * Kh * Kw`` (``C_in * max(Kh, Kw)^2`` for square kernels; ``lambda`` times
+that when only a fraction ``lambda`` of the volume must be covered). With stage widths ``C_i`` and
+``v_i >= 1`` the weighted AM-GM / water-filling minimum of ``sum_i C_i v_i`` under
+``prod_i v_i >= V`` is a valid lower bound for ``N`` stages; for equal widths ``C`` it is
+``N * C * V^(1/N)`` whenever ``V^(1/N) >= 1``. For ``N = 2`` and ``C_in != C_out``, rectangular ``K``:
+``2 * C_out * sqrt(C_in * Kh * Kw)``; for ``C_in = C_out = C``, ``K x K``: the paper's
+``2 C^{3/2} K``. Minimising ``N C (C K^2)^{1/N}`` over real ``N`` gives ``N* = ln(C K^2)`` and
+``e C ln(C K^2)`` (the abstract's ``O(C log(C K^2))``). The certificate's ``bound`` is the minimum of
+the ``N``-stage bound over the allowed integer ``N``.
+
+Without dilation, along an axis with unit stride spans only *add*: ``sum_i (kh_i - 1) >= Kh - 1``.
+For fixed fan-ins the cost is linear in each ``kh_i``, so in the relaxation too the whole span sits in
+one stage, of weight ``Kh`` (or ``Kh * Kw`` when both axes share it); water-filling the fan-ins
+``n_i >= 1`` against these weights gives a tighter bound. It shows where integer reality bites: the
+spatial stages cannot have ``n < 1``, so for large ``K`` the design pays roughly
+``C_out (Kh + Kw)`` for space plus ``e C_out ln C_in`` for channels, far above
+``e C ln(C K^2)``. With dilation the integer optimum comes close to the product relaxation. The
+remaining gaps come from divisibility (``n_i`` must divide the widths) and from integer ``N``.
+
+For ``macs`` every stage's cost is its parameter count times its output area, at least
+``(Ho - 1)(Wo - 1)`` under the padding rule, so the params bound times that area is a valid bound.
+For ``macs_valid`` (padding taps not counted) no such per-tap area bound holds in general (a tap can
+fall on padding for most outputs of a small map) and the certificate's bound is the trivial 0.
+
+Worked example: 256 -> 256, K = 7
+---------------------------------
+``V = 256 * 49 = 12544``. ``N = 2``: bound ``2 * 256 * sqrt(12544) = 57,344``; the solver finds
+``7x1`` (16 groups, fan-in 16), shuffle, ``1x7`` (16 groups): ``256*16*7 + 256*16*7 = 57,344``,
+gap 0 %. Free ``N`` without dilation: the spatial stages keep ``n >= 1``, so about
+``256 * (7 + 7)`` for space plus ``256 * e ln 256`` for channels; the optimum is 7,680 (1x1 stages
+with fan-ins 4 and 4 around ``7x1`` and ``1x7`` stages with fan-ins 4 and 4: ``256 * (4+4+28+28)``
+is not it -- the DP finds ``256 * (7 + 7 + 2*8 ... )``-style mixes exactly; see the tests). With
+dilation, ``3x1`` and ``1x3`` stages at dilations 1 and 3 (``{0..8} ⊇ {0..6}``) compose
+multiplicatively and the optimum approaches ``e C ln(C K^2) = 6,567``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .cost import Cost
+from .cost import cost as _cost
+from .coverage import Coverage
+from .coverage import coverage as _coverage
+from .errors import InfeasibleDesignError, OscDesignError, SpecError
+from .geometry import check_int, conv_output_size, valid_taps
+from .registry import Family, register
+from .spec import GraphBuilder, LayerSpec, Target
+
+__all__ = ["Stage", "Certificate", "Solution", "solve", "pareto_front", "stage_cap", "lower_bound", "OBJECTIVES"]
+
+OBJECTIVES = ("params", "macs", "macs_valid")
+_BIG = 1 << 40  # even; a span ">= T" is stored as _BIG + parity (only differences and parities are used)
+_INF = float("inf")
+
+
+# ---------------------------------------------------------------------------------------------------
+# per-axis footprint automaton
+# ---------------------------------------------------------------------------------------------------
+class _Axis:
+    """Footprint states and stage steps along one spatial axis (height or width).
+
+    A *pre* state is ``(R,)``: the footprint span so far (exact below ``T = max(K - 1, 1)``, else
+    ``_BIG + parity``). After the strided stage an axis with stride ``s > 1`` has *post* states
+    ``(R, bpar, beta, m, bused)``: total span in input pixels, parity of the coarse span ``B`` so far,
+    the promised final parity ``beta`` of ``B``, the strided stage's output size ``m`` (0 when sizes are
+    not tracked) and whether a post-stride stage already has a kernel > 1 (used by the exchange rule).
+    """
+
+    def __init__(self, K: int, s: int, p: int, size: int | None, out: int | None, *, dilated: bool,
+                 concentrate: bool, dominate: bool, objective: str, partial: bool) -> None:
+        self.K, self.s, self.p = K, s, p
+        self.T = max(K - 1, 1)
+        self.delta = p - (K - 1) // 2
+        self.size, self.out = size, out
+        self.dilated, self.concentrate, self.dominate = dilated, concentrate, dominate
+        self.objective, self.partial = objective, partial
+        self._ks: dict[tuple, tuple[int, ...]] = {}
+        self._steps: dict[tuple, tuple] = {}
+
+    # -- spans, paddings, sizes -------------------------------------------------------------------
+    def canon(self, R: int) -> int:
+        if R >= _BIG:
+            return _BIG + (R & 1)
+        return R if R < self.T else _BIG + (R & 1)
+
+    def Q(self, R: int, started: bool) -> int:
+        """Cumulative padding (input pixels) after the stages that made span ``R`` (pre-stride rule)."""
+        if not started:
+            return 0
+        if R == 0:
+            return max(0, self.delta) if self.K == 1 else 0
+        if R >= _BIG:
+            return R // 2 + self.delta  # never clamped: T >= -2 * delta
+        return max(0, R // 2 + self.delta)
+
+    def size_pre(self, R: int, started: bool) -> int | None:
+        if self.size is None:
+            return None
+        if not started:
+            return self.size
+        return self.size + 2 * self.Q(R, True) - R if R < _BIG else self.size + 2 * self.delta - (R & 1)
+
+    def initial(self) -> tuple:
+        return (0,)
+
+    # -- kernel sizes worth trying ----------------------------------------------------------------
+    def ks(self, st: tuple, kind: str) -> tuple[int, ...]:
+        """Kernel sizes worth trying from ``st`` for a stage of ``kind`` (rectangular mode)."""
+        key = (st, kind)
+        got = self._ks.get(key)
+        if got is None:
+            got = self._ks[key] = tuple(sorted(set(self._ks_raw(st, kind)), reverse=True))
+        return got
+
+    def _ks_raw(self, st: tuple, kind: str) -> list[int]:
+        K, s, T = self.K, self.s, self.T
+        R = st[0]
+        post = kind == "post" and s > 1
+        big = R >= _BIG
+        out = [1]
+        if post:
+            if not big and R + 1 < s:
+                return out
+            if self.concentrate:
+                if st[4]:
+                    return out
+                if big:
+                    return out + [2]
+                if not self.partial:
+                    b = -(-max(0, K - 1 - R) // s)
+                    return out + ([b + 1] if b > 0 else [])
+                bmax = -(-max(0, K - 1 - R) // s) + 1
+                return out + [b + 1 for b in range(1, bmax + 1)]
+            if big:
+                return out + [2]
+            if self.dilated:
+                return out + list(range(2, -(-K // (R + 1)) + 3))
+            return out + [b + 1 for b in range(1, -(-(T - R) // s) + 2)]
+        # pre-stride stage (or an axis without stride)
+        if self.concentrate:
+            if R != 0:
+                return out
+            if s == 1:
+                spans = [K - 1] if K > 1 else []
+                if self.partial:
+                    spans += [a for a in range(1, K - 1) if (a - (K - 1)) % 2 == 0]
+                return out + [a + 1 for a in spans if a >= 1]
+            if self.partial:
+                return out + list(range(2, K + 1))
+            # spans A before the stride that a single later stage completes exactly: A + s * B = K - 1,
+            # A >= s - 1 when B > 0 (a gap-free footprint); overshooting never pays for params
+            spans = [K - 1 - s * b for b in range(0, (K - 1) // s + 1)]
+            return out + [a + 1 for a in spans if a >= 1 and (a == K - 1 or a >= s - 1)]
+        if big:
+            return out + [2]
+        if self.dilated:
+            return out + list(range(2, -(-K // (R + 1)) + 3))
+        return out + list(range(2, T - R + 3))
+
+    def kmax_square(self, st: tuple, kind: str) -> int:
+        """Largest kernel this axis may want in a square stage (the other axis must accept it)."""
+        return max(self.ks(st, kind))
+
+    # -- one stage along this axis ----------------------------------------------------------------
+    def step(self, st: tuple, kind: str, started: bool, k: int) -> tuple:
+        """Outcomes ``(new_state, dilation, padding, factor)`` of a stage with kernel ``k``.
+
+        ``kind`` is ``"pre"``, ``"stride"`` (the strided stage) or ``"post"``; for an axis with unit
+        stride all three are the same. ``factor`` is the per-axis cost factor of the objective: ``k``
+        (params), ``k * out_size`` (macs) or the valid tap count (macs_valid).
+        """
+        key = (st, kind, started, k)
+        got = self._steps.get(key)
+        if got is None:
+            got = self._steps[key] = tuple(self._step(st, kind, started, k))
+        return got
+
+    def _deltas(self, R: int, k: int, unit: int) -> list[int]:
+        """Dilations ``d`` (step ``unit * d``) allowed from span ``R`` for kernel ``k``."""
+        if k == 1:
+            return [1]
+        if not self.dilated:
+            return [1] if (R >= _BIG or unit <= R + 1) else []
+        if R >= _BIG:
+            if (unit * (k - 1)) % 2 == 0:
+                return [1]
+            return [1, 2] if 2 * unit <= self.T + 1 else [1]
+        dmax = (R + 1) // unit
+        if dmax < 1:
+            return []
+        ds = list(range(1, dmax + 1))
+        if not self.dominate:
+            return ds
+        keep: dict[tuple[int, bool], int] = {}
+        for d in ds:  # per parity: the largest span below T and the smallest at or above T
+            R2 = R + unit * d * (k - 1)
+            cls = (R2 & 1, R2 >= self.T)
+            if cls not in keep:
+                keep[cls] = d
+            elif cls[1]:
+                keep[cls] = min(keep[cls], d)
+            else:
+                keep[cls] = max(keep[cls], d)
+        return sorted(set(keep.values()))
+
+    def _factor(self, k: int, h_in: int | None, h_out: int | None, stride: int, pad: int, d: int) -> int:
+        if self.objective == "params":
+            return k
+        if self.objective == "macs":
+            return k * h_out  # type: ignore[operator]
+        return valid_taps(h_in, k, stride, pad, d)  # type: ignore[arg-type]
+
+    def _step(self, st: tuple, kind: str, started: bool, k: int):
+        s = self.s
+        if s == 1:
+            kind = "pre"
+        if kind == "post":
+            R, bpar, beta, m, bused = st
+            for d in self._deltas(R, k, s):
+                b = d * (k - 1)
+                bpar2 = (bpar + b) & 1
+                pad = (b + bpar - bpar2) // 2
+                h_in = h_out = None
+                if self.size is not None:
+                    h_in = m - bpar
+                    h_out = h_in + 2 * pad - b
+                    if h_in < 1 or h_out < 1:
+                        continue
+                new = (self.canon(R + s * b), bpar2, beta, m, bused or b > 0)
+                yield new, d, pad, self._factor(k, h_in, h_out, 1, pad, d)
+            return
+        R = st[0]
+        h_in = self.size_pre(R, started)
+        if h_in is not None and h_in < 1:
+            return
+        q_prev = self.Q(R, started)
+        for d in self._deltas(R, k, 1):
+            a = d * (k - 1)
+            R2 = R + a
+            if kind == "pre":
+                pad = self.Q(R2, True) - q_prev
+                h_out = None
+                if h_in is not None:
+                    h_out = h_in + 2 * pad - a
+                    if h_out < 1:
+                        continue
+                yield (self.canon(R2),), d, pad, self._factor(k, h_in, h_out, 1, pad, d)
+                continue
+            # the strided stage: it takes whatever padding centres the final footprint
+            betas = (0, 1) if s % 2 == 0 else ((self.K - 1 - R2) & 1,)
+            for beta in betas:
+                twice = 2 * self.p + (R2 - (self.K - 1)) + s * beta - 2 * q_prev
+                if twice < 0 or twice % 2:
+                    continue
+                pad = twice // 2
+                m = 0
+                h_out = None
+                if h_in is not None:
+                    m = h_out = conv_output_size(h_in, k, s, pad, d)
+                    if m < 1:
+                        continue
+                yield (self.canon(R2), 0, beta, m, False), d, pad, self._factor(k, h_in, h_out, s, pad, d)
+
+    # -- acceptance -------------------------------------------------------------------------------
+    def covered_taps(self, st: tuple, post: bool) -> int:
+        """Window taps covered along this axis by a final state (0: not a valid final state)."""
+        K, s = self.K, self.s
+        R = st[0]
+        if s > 1:
+            if not post or st[1] != st[2]:
+                return 0
+        elif self.Q(R, True) != self.p + (R - (K - 1)) // 2 and R < _BIG:
+            return 0
+        if (R - (K - 1)) % 2:
+            return 0
+        if R >= _BIG or R >= K - 1:
+            return K
+        if not self.partial or self.p + (R - (K - 1)) // 2 < 0:
+            return 0
+        return R + 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# small integer helpers
+# ---------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return tuple(small + large[::-1])
+
+
+@lru_cache(maxsize=8192)
+def _fanins(cin: int, cout: int) -> tuple[int, ...]:
+    """Fan-ins ``n = cin / g`` of a ``cin -> cout`` stage, ascending (``g`` divides both widths)."""
+    return tuple(sorted(cin // g for g in _divisors(math.gcd(cin, cout))))
+
+
+def _clog2(x: int) -> int:
+    return max(0, (x - 1).bit_length())
+
+
+def _root(P: int | float, m: int) -> float:
+    """``P^(1/m)``, exact when ``P`` is an integer that is a perfect ``m``-th power."""
+    mu = math.exp(math.log(P) / m)
+    if isinstance(P, int):
+        r = round(mu)
+        if r > 0 and r ** m == P:
+            return float(r)
+    return mu
+
+
+def _waterfill(weights: Sequence[int], V: int | float) -> float:
+    """``min sum_i w_i z_i`` subject to ``z_i >= 1`` and ``prod_i z_i >= V``.
+
+    KKT: ``w_i z_i = mu`` on the free variables (the smallest weights), ``z_i = 1`` on the rest; with
+    ``m`` free variables ``mu = (V * w_1 * ... * w_m)^(1/m)``, valid when ``mu >= w_m``.
+
+    >>> _waterfill([256, 256], 256 * 49)  # 2 * 256 * sqrt(256 * 49)
+    57344.0
+    """
+    ws = sorted(weights)
+    if V <= 1 or not ws:
+        return float(sum(ws))
+    tail = 0
+    for m in range(len(ws), 0, -1):
+        P: int | float = V
+        for w in ws[:m]:
+            P = P * w
+        mu = _root(P, m)
+        if mu >= ws[m - 1] * (1 - 1e-12):
+            return m * mu + tail
+        tail += ws[m - 1]
+    return float(sum(ws))  # unreachable for V > 1
+
+
+def _wf_ones(big: tuple[float, ...], ones: int, lnV: float) -> float:
+    """:func:`_waterfill` for the weights ``big`` (each > 1, ascending) plus ``ones`` weights equal to 1."""
+    total = len(big) + ones
+    lbig = [math.log(b) for b in big]
+    for m in range(total, 0, -1):
+        nb = m - ones  # how many of the big weights are free
+        if nb < 0:
+            break
+        log_mu = (lnV + sum(lbig[:nb])) / m
+        top = lbig[nb - 1] if nb > 0 else 0.0
+        if log_mu >= top - 1e-12:
+            return m * math.exp(log_mu) + sum(big[nb:])
+    return float(sum(big) + ones) if ones == 0 else ones * math.exp(lnV / ones) + sum(big)
+
+
+def _rem_lb(V: float, ah: float, aw: float, left: int) -> float:
+    """:func:`_rem_bound` at ``V`` rounded down to a power of ``2^(1/16)`` (still a valid lower bound:
+    the bound grows with ``V``), so that the cache is hit."""
+    if V <= 1:
+        return _rem_bound(1.0, ah, aw, left)
+    q = math.floor(math.log2(V) * 16) / 16
+    return _rem_bound(2.0 ** q, ah, aw, left)
+
+
+@lru_cache(maxsize=262144)
+def _rem_bound(V: float, ah: float, aw: float, left: int) -> float:
+    """Relaxation bound (per unit width) for completing a design with at most ``left`` more stages.
+
+    ``V`` is the multiplicative volume still missing (channels, and axes where reach multiplies);
+    ``ah``, ``aw`` are the kernel weights still needed along axes where spans only add, 1 when none.
+    Each such span sits in one stage in the relaxation (linear cost), alone or shared by both axes;
+    the fan-ins are water-filled against those weights (:func:`_waterfill`).
+    """
+    if left < 1 or (ah == 1 and aw == 1 and V <= 1):
+        return 0.0
+    lnV = math.log(V) if V > 1 else 0.0
+    best = _INF
+    for j in range(1, left + 1):
+        layouts: list[tuple[float, ...]] = []
+        if ah > 1 and aw > 1:
+            layouts.append((ah * aw,))
+            if j >= 2:
+                layouts.append(tuple(sorted((ah, aw))))
+        elif ah > 1 or aw > 1:
+            layouts.append((max(ah, aw),))
+        else:
+            layouts.append(())
+        for big in layouts:
+            ones = j - len(big)
+            if lnV <= 0:
+                best = min(best, sum(big) + ones)
+            else:
+                best = min(best, _wf_ones(big, ones, lnV))
+    return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# the exact search
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage:
+    """One conv stage of a design (as built into the spec)."""
+
+    in_channels: int
+    out_channels: int
+    groups: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    @property
+    def fan_in(self) -> int:
+        """Input channels seen by one output channel, ``in_channels // groups``."""
+        return self.in_channels // self.groups
+
+    @property
+    def params(self) -> int:
+        return self.out_channels * self.fan_in * self.kernel_size[0] * self.kernel_size[1]
+
+    def describe(self) -> str:
+        kh, kw = self.kernel_size
+        s = f"{kh}x{kw} g{self.groups} ({self.in_channels}->{self.out_channels}, fan-in {self.fan_in})"
+        if self.dilation != (1, 1):
+            s += f" d{self.dilation[0]}x{self.dilation[1]}"
+        if self.stride != (1, 1):
+            s += f" s{self.stride[0]}x{self.stride[1]}"
+        return s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "groups": self.groups,
+                "fan_in": self.fan_in, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "dilation": list(self.dilation)}
+
+
+class _Search:
+    """The dynamic programme over chain prefixes for one target and one set of options."""
+
+    def __init__(self, target: Target, objective: str, n_lo: int, n_hi: int, square: bool, dilated: bool,
+                 widths: tuple[int, ...] | int | None, min_coverage: float) -> None:
+        self.target = target
+        self.objective = objective
+        self.n_lo, self.n_hi = n_lo, n_hi
+        self.square, self.dilated = square, dilated
+        self.widths = widths
+        self.lam = min_coverage
+        self.cin, self.cout = target.in_channels, target.out_channels
+        self.strided = target.stride != (1, 1)
+        partial = min_coverage < 1.0
+        concentrate = objective == "params" and not dilated and not square
+        dominate = objective == "params"
+        sizes = target.input_size
+        outs = target.output_size
+        self.axes = tuple(
+            _Axis(target.kernel_size[a], target.stride[a], target.padding[a],  # type: ignore[index]
+                  None if sizes is None else sizes[a], None if outs is None else outs[a],
+                  dilated=dilated, concentrate=concentrate, dominate=dominate, objective=objective,
+                  partial=partial)
+            for a in (0, 1)
+        )
+        self.volume = self.cin * target.kernel_size[0] * target.kernel_size[1]
+        # axes whose spans only add (no dilation, unit stride): the remainder bound treats them apart
+        self.additive = tuple(not dilated and not partial and target.kernel_size[a] > 1 for a in (0, 1))
+        self.need = min_coverage * self.cin
+        for a in (0, 1):
+            if not self.additive[a]:
+                self.need *= target.kernel_size[a]
+        # per-volume-unit cost lower bound (for pruning) and the factor for the certificate bound
+        if objective == "params":
+            self.rho = 1.0
+        elif objective == "macs":
+            self.rho = float(self.min_area())
+        else:
+            self.rho = 0.0
+        self._combos: dict[tuple, list] = {}
+        self.searched = 0
+
+    # -- widths ------------------------------------------------------------------------------------
+    def width(self, t: int, last: bool) -> int:
+        """Output width of stage ``t`` (1-based)."""
+        if last:
+            return self.cout
+        w = self.widths
+        if w is None:
+            return self.cout
+        if isinstance(w, int):
+            return w
+        return w[t - 1]
+
+    @property
+    def uniform(self) -> bool:
+        return self.widths is None or self.widths == self.cout
+
+    def min_width(self, t_from: int) -> int:
+        """Smallest output width of stages ``t_from..``."""
+        w = self.widths
+        if w is None:
+            return self.cout
+        if isinstance(w, int):
+            return min(w, self.cout)
+        rest = list(w[t_from - 1:]) + [self.cout]
+        return min(rest)
+
+    def min_area(self) -> int:
+        """Smallest output area any stage can have under the padding rule: ``>= (Ho - 1)(Wo - 1)``."""
+        t = self.target
+        if t.input_size is None:
+            return 0
+        area = 1
+        for a in (0, 1):
+            h, o, K, p = t.input_size[a], t.output_size[a], t.kernel_size[a], t.padding[a]  # type: ignore[index]
+            area *= max(0, min(h, h + 2 * p - K, o - 1))
+        return area
+
+    # -- moves -------------------------------------------------------------------------------------
+    def combos(self, hs: tuple, ws: tuple, kind: str, started: bool) -> list:
+        key = (hs, ws, kind, started)
+        got = self._combos.get(key)
+        if got is not None:
+            return got
+        ah, aw = self.axes
+        out = []
+        if self.square:
+            kmax = max(ah.kmax_square(hs, kind), aw.kmax_square(ws, kind))
+            for k in range(kmax, 0, -1):
+                for hs2, dh, ph, fh in ah.step(hs, kind, started, k):
+                    for ws2, dw, pw, fw in aw.step(ws, kind, started, k):
+                        out.append((fh * fw, hs2, ws2, (k, k), (dh, dw), (ph, pw), self.spatial_reach(hs2, ws2)))
+        else:
+            hsteps = [(kh, o) for kh in ah.ks(hs, kind) for o in ah.step(hs, kind, started, kh)]
+            wsteps = [(kw, o) for kw in aw.ks(ws, kind) for o in aw.step(ws, kind, started, kw)]
+            for kh, (hs2, dh, ph, fh) in hsteps:
+                for kw, (ws2, dw, pw, fw) in wsteps:
+                    out.append((fh * fw, hs2, ws2, (kh, kw), (dh, dw), (ph, pw), self.spatial_reach(hs2, ws2)))
+        self._combos[key] = out
+        return out
+
+    def accept(self, key: tuple, r: int) -> bool:
+        hs, ws, phase = key
+        if self.strided and phase != 1:
+            return False
+        th = self.axes[0].covered_taps(hs, phase == 1)
+        tw = self.axes[1].covered_taps(ws, phase == 1)
+        if not th or not tw:
+            return False
+        covered = r * th * tw
+        return covered == self.volume or covered / self.volume >= self.lam
+
+    def spatial_reach(self, hs: tuple, ws: tuple) -> tuple[int, float, float]:
+        """What a state still needs spatially, for the remainder bound.
+
+        Returns ``(m, ah, aw)``: ``m`` is the product of the covered window taps (at most ``R + 1``)
+        along the axes whose reach multiplies (dilation, or a relaxed coverage), ``ah``/``aw`` the
+        kernel weight a remaining span ``D`` needs along axes without dilation: ``1 + D / s`` (a
+        stage after the stride spaces its taps by ``s``; before it they are 1 apart), 1 when covered.
+        """
+        m, a = 1, [1, 1]
+        for i, (ax, st) in enumerate(((self.axes[0], hs), (self.axes[1], ws))):
+            R = st[0]
+            done = R >= _BIG or R >= ax.K - 1
+            if self.additive[i]:
+                a[i] = 1 if done else 1 + (ax.K - 1 - R) / ax.s
+            else:
+                m *= ax.K if done else R + 1
+        return m, a[0], a[1]
+
+    # -- the programme -------------------------------------------------------------------------------
+    def run(self, ub: float, no_post: bool = False, beam: int = 0) -> dict[int, tuple[float, tuple]]:
+        """Best design cost per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``).
+
+        ``no_post`` restricts the stride to the last stage (a quick upper bound for strided targets).
+        """
+        cin_all = self.cin
+        h0, w0 = self.axes[0].initial(), self.axes[1].initial()
+        layer: dict[tuple, dict[int, list]] = {(h0, w0, 0): {1: [0, None]}}
+        finals: dict[int, tuple[float, tuple]] = {}
+        uniform = self.uniform
+        ub_tol = ub * (1 + 1e-12)
+        need = self.need
+        self.searched = 1
+        for t in range(self.n_hi):
+            stage = t + 1
+            cin = self.cin if t == 0 else self.width(t, False)
+            left_after = self.n_hi - stage
+            want_final = stage >= self.n_lo
+            build_next = stage < self.n_hi
+            outs = []
+            if build_next or uniform:
+                outs.append(False)
+            if want_final and not uniform:
+                outs.append(True)
+            nxt: dict[tuple, dict[int, list]] = {}
+            cands: dict[tuple, dict[int, list]] = {}
+            lb_cache: dict[tuple, float] = {}
+            for last in outs:
+                cout = self.width(stage, last)
+                target_layer = cands if last else nxt
+                fan = _fanins(cin, cout)
+                cmin_rest = self.min_width(stage + 1) * self.rho if left_after else 0.0
+                for key, entries in layer.items():
+                    hs, ws, phase = key
+                    if phase == 1:
+                        kinds = () if no_post else ("post",)
+                    else:
+                        kinds = ("pre", "stride") if self.strided else ("pre",)
+                    for kind in kinds:
+                        phase2 = 1 if kind in ("stride", "post") else 0
+                        for f, hs2, ws2, kk, dd, pp, sp2 in self.combos(hs, ws, kind, t > 0):
+                            key2 = (hs2, ws2, phase2)
+                            unit = cout * f
+                            slot = target_layer.get(key2)
+                            for r, (c, _) in entries.items():
+                                for n in fan:
+                                    r2 = r * n
+                                    if r2 >= cin_all:
+                                        r2 = cin_all
+                                    c2 = c + n * unit
+                                    if c2 > ub:
+                                        break
+                                    if cmin_rest:
+                                        lk = (r2 * sp2[0], sp2[1], sp2[2])
+                                        lb = lb_cache.get(lk)
+                                        if lb is None:
+                                            lb = lb_cache[lk] = cmin_rest * _rem_lb(
+                                                need / lk[0], lk[1], lk[2], left_after)
+                                        if c2 + lb > ub_tol:
+                                            if r2 == cin_all:
+                                                break
+                                            continue
+                                    if slot is None:
+                                        slot = target_layer[key2] = {}
+                                    cur = slot.get(r2)
+                                    if cur is None or c2 < cur[0]:
+                                        slot[r2] = [c2, (key, r, kind, n, cin, cout, kk, dd, pp)]
+                                    if r2 == cin_all:
+                                        break
+            # Pareto filter over reach within each spatial state
+            if beam and left_after:
+                ranked = []
+                cmin_rest = self.min_width(stage + 1) * self.rho
+                for key2, slot in nxt.items():
+                    sp2 = self.spatial_reach(key2[0], key2[1])
+                    for r2, entry in slot.items():
+                        lb = cmin_rest * _rem_lb(need / (r2 * sp2[0]), sp2[1], sp2[2], left_after)
+                        ranked.append((entry[0] + lb, key2, r2))
+                if len(ranked) > beam:
+                    ranked.sort(key=lambda x: x[0])
+                    keep: dict[tuple, dict[int, list]] = {}
+                    for _, key2, r2 in ranked[:beam]:
+                        keep.setdefault(key2, {})[r2] = nxt[key2][r2]
+                    nxt = keep
+            for store in (nxt, cands):
+                for key2, slot in store.items():
+                    if len(slot) > 1:
+                        best = _INF
+                        for r2 in sorted(slot, reverse=True):
+                            if slot[r2][0] >= best:
+                                del slot[r2]
+                            else:
+                                best = slot[r2][0]
+            if want_final:
+                src = nxt if uniform else cands
+                for key2, slot in src.items():
+                    for r2, (c2, back) in slot.items():
+                        if c2 <= ub and self.accept(key2, r2):
+                            if stage not in finals or c2 < finals[stage][0]:
+                                finals[stage] = (c2, back)
+            self.searched += sum(len(s) for s in nxt.values()) + sum(len(s) for s in cands.values())
+            layer = nxt
+            self._layers.append(layer)
+            if not layer:
+                break
+        return finals
+
+    _layers: list
+
+    def solve(self, ub_hint: float, exact_n: bool = False) -> dict[int, tuple[float, list[Stage]]]:
+        """Run with an increasing upper bound until designs are found; decode the traces.
+
+        Any design costing at most the upper bound survives the pruning, so the first pass that finds
+        designs finds the optimum (per stage count when ``exact_n``). For strided targets the space with
+        the stride on the last stage is searched first: its optimum is an upper bound for the full space.
+        """
+        total = 0
+        pruning = self.rho > 0 and ub_hint > 0 and math.isfinite(ub_hint)
+        schedule = [ub_hint * f for f in (1.02, 1.15, 1.6, 3.0, 10.0)] + [_INF] if pruning else [_INF]
+        if pruning and self.strided:
+            for ub in schedule:
+                self._layers = []
+                quick = self.run(ub, no_post=True)
+                total += self.searched
+                if quick:
+                    if exact_n:
+                        if len(quick) == self.n_hi - self.n_lo + 1:
+                            schedule = [max(c for c, _ in quick.values())] + schedule[schedule.index(ub) + 1:]
+                        else:
+                            schedule = schedule[schedule.index(ub):]
+                    else:
+                        schedule = [min(c for c, _ in quick.values())]
+                    break
+        finals: dict[int, tuple[float, tuple]] = {}
+        for ub in schedule:
+            self._layers = []
+            finals = self.run(ub)
+            total += self.searched
+            if finals and (not exact_n or len(finals) == self.n_hi - self.n_lo + 1 or ub == _INF):
+                break
+        self.searched = total
+        out = {}
+        for N, (c, back) in finals.items():
+            out[N] = (c, self.decode(N, back))
+        return out
+
+    def decode(self, N: int, back: tuple) -> list[Stage]:
+        stages: list[Stage] = []
+        t = N
+        while back is not None:
+            key, r, kind, n, cin, cout, kk, dd, pp = back
+            stride = self.target.stride if kind == "stride" else (1, 1)
+            stages.append(Stage(cin, cout, cin // n, kk, stride, pp, dd))  # type: ignore[arg-type]
+            t -= 1
+            if t == 0:
+                break
+            back = self._layers[t - 1][key][r][1]
+        stages.reverse()
+        return stages
+
+
+# ---------------------------------------------------------------------------------------------------
+# lower bounds
+# ---------------------------------------------------------------------------------------------------
+def _stage_widths(target: Target, N: int, widths: tuple[int, ...] | int | None) -> list[int]:
+    if widths is None:
+        return [target.out_channels] * N
+    if isinstance(widths, int):
+        return [widths] * (N - 1) + [target.out_channels]
+    return list(widths) + [target.out_channels]
+
+
+def _bound_n(target: Target, N: int, widths: tuple[int, ...] | int | None, square: bool, dilated: bool,
+             lam: float) -> float:
+    """Relaxation lower bound on the params of any ``N``-stage design of the space (see module docstring)."""
+    c = _stage_widths(target, N, widths)
+    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
+    cin = target.in_channels
+    if lam < 1.0 or dilated or square:
+        spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
+        V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
+        return _waterfill(c, V)
+    additive = [K for K, s in ((kh, sh), (kw, sw)) if s == 1 and K > 1]
+    mult = 1
+    for K, s in ((kh, sh), (kw, sw)):
+        if not (s == 1 and K > 1):
+            mult *= K
+    V = cin * mult
+    if not additive:
+        return _waterfill(c, V)
+    best = _INF
+    # positions with equal widths give equal bounds: one (or, for pairs, two) per width value suffice
+    by_width: dict[int, list[int]] = {}
+    for i in range(N):
+        if len(by_width.setdefault(c[i], [])) < 2:
+            by_width[c[i]].append(i)
+    pos = sorted(v[0] for v in by_width.values())
+    if len(additive) == 1:
+        for j in pos:
+            w = list(c)
+            w[j] *= additive[0]
+            best = min(best, _waterfill(w, V))
+        return best
+    for j in pos:  # one stage takes both spans
+        w = list(c)
+        w[j] *= additive[0] * additive[1]
+        best = min(best, _waterfill(w, V))
+    if N >= 2:  # two stages take one span each
+        reps = sorted(i for v in by_width.values() for i in v)
+        pairs = {(c[i], c[j]): (i, j) for i in reps for j in reps if i != j}
+        for i, j in pairs.values():
+            w = list(c)
+            w[i] *= additive[0]
+            w[j] *= additive[1]
+            best = min(best, _waterfill(w, V))
+    return best
+
+
+def lower_bound(target: Target, *, n_min: int = 1, n_max: int | None = None, objective: str = "params",
+                square_only: bool = False, dilation: bool = False, widths: Sequence[int] | int | None = None,
+                min_coverage: float = 1.0) -> float:
+    """The certificate's lower bound: ``min over n_min <= N <= n_max`` of the ``N``-stage relaxation.
+
+    Parameters
+    ----------
+    target : Target
+        The convolution to replace.
+    n_min, n_max : int
+        Range of stage counts (``n_max`` defaults to :func:`stage_cap`).
+    objective, square_only, dilation, widths, min_coverage
+        As in :func:`solve`.
+
+    Returns
+    -------
+    float
+        A lower bound on the objective of every design of the searched space with ``n_min..n_max``
+        stages (params: water-filling / AM-GM relaxation; macs: times the smallest stage output area;
+        macs_valid: 0).
+
+    Examples
+    --------
+    >>> lower_bound(Target(256, 256, 7), n_max=2)  # 2 * C^1.5 * K
+    57344.0
+    """
+    w = _norm_widths(widths, target)
+    if n_max is None:
+        n_max = len(w) + 1 if isinstance(w, tuple) else stage_cap(target, dilation=dilation, square_only=square_only)
+    best = min(_bound_n(target, N, w, square_only, dilation, min_coverage) for N in range(n_min, n_max + 1))
+    if objective == "params":
+        return best
+    if objective == "macs":
+        return best * _Search(target, "macs", 1, 1, square_only, dilation, w, min_coverage).min_area()
+    return 0.0
+
+
+def stage_cap(target: Target, *, dilation: bool = False, square_only: bool = False) -> int:
+    """Default largest number of stages searched (see "Stage cap" in the module docstring).
+
+    ``ceil(log2 C_in) + 1`` channel stages, plus per axis 1 spatial stage without dilation (2 with a
+    stride on that axis), ``ceil(log2 K) + 1`` with dilation, ``ceil((K_max - 1) / 2)`` for square
+    kernels without dilation, plus 1 for the strided stage.
+
+    >>> stage_cap(Target(256, 256, 7))
+    11
+    """
+    n = _clog2(target.in_channels) + 1
+    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
+    if square_only and not dilation:
+        n += max(1, -(-(max(kh, kw) - 1) // 2))
+    else:
+        for K, s in ((kh, sh), (kw, sw)):
+            if K > 1:
+                n += (_clog2(K) + 1) if dilation else (2 if s > 1 else 1)
+    return n + (1 if target.stride != (1, 1) else 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Certificate:
+    """Why a returned design is optimal, and how far it is from the relaxation bound.
+
+    Attributes
+    ----------
+    objective : str
+        ``"params"``, ``"macs"`` or ``"macs_valid"``.
+    value : int
+        The design's exact objective value (from :func:`osc_design.cost.cost`).
+    bound : float
+        A valid lower bound for every design of the searched space with the allowed stage counts.
+    gap : float
+        ``100 * (value - bound) / value`` (0 when the bound is reached).
+    searched : int
+        Number of DP states created (all passes of the branch and bound together).
+    method : str
+        The argument of optimality.
+    space : str
+        The searched space.
+    stages : int
+        Stages of the returned design.
+    n_max : int
+        Largest number of stages searched.
+    all_n : bool
+        True when the relaxation proves that no design with more than ``n_max`` stages is better.
+    relaxation : float
+        ``e * C_out * ln(V)`` (real ``N``, equal widths; ``V`` the volume of the module docstring) or
+        the ``N = 1..`` minimum when ``V < e``: the paper's continuous optimum, for reference.
+    per_stage_bounds : tuple of float
+        The ``N``-stage bound for each searched ``N`` (index 0 is ``N = n_min``).
+    n_min : int
+        Smallest number of stages searched.
+    """
+
+    objective: str
+    value: int
+    bound: float
+    gap: float
+    searched: int
+    method: str
+    space: str
+    stages: int
+    n_max: int
+    all_n: bool
+    relaxation: float
+    per_stage_bounds: tuple[float, ...] = field(default=())
+    n_min: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (integers stay integers)."""
+        return {"objective": self.objective, "value": self.value, "bound": self.bound, "gap": self.gap,
+                "searched": self.searched, "stages": self.stages, "n_min": self.n_min, "n_max": self.n_max,
+                "all_n": self.all_n, "relaxation": self.relaxation,
+                "per_stage_bounds": list(self.per_stage_bounds), "method": self.method, "space": self.space}
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The optimal design with its exact cost, its verified coverage and its certificate."""
+
+    spec: LayerSpec
+    cost: Cost
+    coverage: Coverage
+    certificate: Certificate
+
+    @property
+    def stages(self) -> list[Stage]:
+        """The conv stages of the design, in order."""
+        return [Stage(c.in_channels, c.out_channels, c.groups, c.kernel_size, c.stride, c.padding, c.dilation)
+                for c in self.spec.convs]
+
+    def describe(self) -> str:
+        """One line: the stages, the cost and the gap."""
+        parts = " -> ".join(s.describe() for s in self.stages)
+        c = self.certificate
+        return f"{parts}: {c.objective} {c.value:,} (bound {c.bound:,.1f}, gap {c.gap:.2f} %)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.spec.family, "stages": [s.to_dict() for s in self.stages],
+                "cost": self.cost.to_dict(), "coverage": self.coverage.to_dict(),
+                "certificate": self.certificate.to_dict()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------------
+def _norm_widths(widths: Any, target: Target) -> tuple[int, ...] | int | None:
+    if widths is None:
+        return None
+    if isinstance(widths, bool):
+        raise SpecError(f"`widths` (={widths!r}) must be None, an integer or a sequence of integers")
+    if isinstance(widths, int):
+        return check_int(widths, "widths", minimum=1)
+    if isinstance(widths, (list, tuple)):
+        out = tuple(check_int(w, f"widths[{i}]", minimum=1) for i, w in enumerate(widths))
+        return out
+    raise SpecError(f"`widths` (={widths!r}) must be None, an integer or a sequence of integers")
+
+
+def _check(target: Any, objective: Any, max_stages: Any, square_only: Any, dilation: Any, widths: Any,
+           min_coverage: Any, verify: Any) -> tuple:
+    if not isinstance(target, Target):
+        raise SpecError(f"`target` (={target!r}) must be a Target")
+    if objective not in OBJECTIVES:
+        raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
+    if objective != "params" and target.input_size is None:
+        raise SpecError(f"objective {objective!r} counts MACs and needs a target `input_size`")
+    for name, value in (("square_only", square_only), ("dilation", dilation)):
+        if not isinstance(value, bool):
+            raise SpecError(f"`{name}` (={value!r}) must be true or false")
+    if isinstance(min_coverage, bool) or not isinstance(min_coverage, (int, float)) \
+            or not (0.0 < float(min_coverage) <= 1.0) or math.isnan(float(min_coverage)):
+        raise SpecError(f"`min_coverage` (={min_coverage!r}) must be a number in (0, 1]")
+    if verify not in ("full", "fast", "none"):
+        raise SpecError(f"`verify` (={verify!r}) must be 'full', 'fast' or 'none'")
+    for a, axis in enumerate(("height", "width")):
+        s, K = target.stride[a], target.kernel_size[a]
+        if s > K:
+            raise SpecError(
+                f"stride {s} exceeds the kernel {K} along the {axis}: the target skips input pixels, so no "
+                f"design can (or needs to) cover a contiguous window; use a kernel of at least {s}"
+            )
+    w = _norm_widths(widths, target)
+    if max_stages is not None:
+        check_int(max_stages, "max_stages", minimum=1)
+    if isinstance(w, tuple):
+        n = len(w) + 1
+        if max_stages is not None and max_stages != n:
+            raise SpecError(f"`widths` has {len(w)} internal width(s), i.e. {n} stages, but `max_stages` is {max_stages}")
+        n_lo = n_hi = n
+    else:
+        n_lo = 1
+        n_hi = max_stages if max_stages is not None else stage_cap(target, dilation=dilation, square_only=square_only)
+    return w, n_lo, n_hi, float(min_coverage)
+
+
+# ---------------------------------------------------------------------------------------------------
+# building and verifying
+# ---------------------------------------------------------------------------------------------------
+def _build(target: Target, stages: Sequence[Stage], family: str, options: dict[str, Any]) -> LayerSpec:
+    """The chain as a spec: conv stages, a channel shuffle with the previous stage's groups in between."""
+    b = GraphBuilder(target)
+    x = b.input
+    prev: Stage | None = None
+    for i, st in enumerate(stages, 1):
+        if prev is not None and 1 < prev.groups < prev.out_channels and st.groups > 1:
+            x = b.channel_shuffle(x, prev.groups, name=f"shuffle{i - 1}")
+        x = b.conv2d(x, st.out_channels, st.kernel_size, stride=st.stride, padding=st.padding,
+                     dilation=st.dilation, groups=st.groups, name=f"stage{i}")
+        prev = st
+    return b.build(x, family=family, options=options)
+
+
+def _fast_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
+    """Exact coverage of a shuffle chain built by :func:`_build`, computed per group.
+
+    Equivalent to :func:`osc_design.coverage.coverage` for these chains: channel and spatial
+    dependence of a chain factor apart (the verifier's single term), all channels of one group share
+    their dependence, a shuffle with ``G`` groups sends input ``j`` of the next stage to group
+    ``j mod G`` of the previous one, and the footprint along each axis is a 1-D Minkowski sum.
+    """
+    cin = target.in_channels
+    sets: list[int] = []
+    prev: Stage | None = None
+    for st in stages:
+        n, g = st.fan_in, st.groups
+        if prev is None:
+            block = (1 << n) - 1
+            sets = [block << (q * n) for q in range(g)]
+        else:
+            G = prev.groups
+            per = st.in_channels // G
+            shuffled = 1 < G < prev.out_channels and g > 1
+            every = 0
+            if n >= G:
+                for u in sets:
+                    every |= u
+            new = []
+            for q in range(g):
+                lo = q * n
+                if shuffled:
+                    if n >= G:
+                        new.append(every)
+                        continue
+                    classes = [(lo + i) % G for i in range(n)]
+                else:
+                    classes = range(lo // per, (lo + n - 1) // per + 1)
+                u = 0
+                for cls in classes:
+                    u |= sets[cls]
+                new.append(u)
+            sets = new
+        prev = st
+    per_out = target.out_channels // len(sets)
+    reach = [bin(u).count("1") for u in sets]
+    inside_axes = []
+    for a in (0, 1):
+        offs = {0}
+        cum = 1
+        for st in stages:
+            step = cum * st.dilation[a]
+            offs = {o + step * t - cum * st.padding[a] for o in offs for t in range(st.kernel_size[a])}
+            cum *= st.stride[a]
+        K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
+        inside_axes.append([t for t in range(K) if t - p in offs])
+    taps = len(inside_axes[0]) * len(inside_axes[1])
+    total = target.out_channels * cin * target.kernel_size[0] * target.kernel_size[1]
+    covered = sum(reach) * per_out * taps
+    missing = None
+    if covered < total:
+        holes = [[t for t in range(target.kernel_size[a]) if t not in inside_axes[a]] for a in (0, 1)]
+        if holes[0] or holes[1]:
+            ty = holes[0][0] if holes[0] else 0
+            tx = holes[1][0] if holes[1] else 0
+            missing = (0, 0, (ty, tx))
+        else:
+            q = min(range(len(sets)), key=lambda i: (reach[i] == cin, i))
+            i = next(i for i in range(cin) if not (sets[q] >> i) & 1)
+            missing = (q * per_out, i, (inside_axes[0][0], inside_axes[1][0]))
+    return Coverage(covered, total, missing)
+
+
+def _verify(spec: LayerSpec, stages: Sequence[Stage], mode: str, lam: float) -> Coverage:
+    cov = _coverage(spec) if mode == "full" else _fast_coverage(spec.target, stages)
+    if not (cov.full or cov.fraction >= lam):
+        raise OscDesignError(
+            f"internal error (a bug in osc_design.solver): the optimal design for {spec.target.describe()} covers "
+            f"only {cov.fraction:.4%} of the volume ({cov.describe()}); please report it"
+        )
+    return cov
+
+
+# ---------------------------------------------------------------------------------------------------
+# solve
+# ---------------------------------------------------------------------------------------------------
+def _space_text(target: Target, n_lo: int, n_hi: int, square: bool, dilated: bool, widths: Any, lam: float,
+                objective: str) -> str:
+    w = ("internal widths C_out" if widths is None else
+         f"internal widths {widths}" if isinstance(widths, int) else f"widths {list(widths)}")
+    n = f"N = {n_hi} stages" if n_lo == n_hi else f"1 <= N <= {n_hi} stages"
+    k = "square kernels k x k" if square else "rectangular kernels kh x kw"
+    d = ("dilations forming mixed-radix digits along the chain (each step <= footprint span + 1)"
+         if dilated else "no dilation")
+    s = ("the stride on one searched stage (later taps spaced by the stride)"
+         if target.stride != (1, 1) else "no stride")
+    cov = "full volumetric coverage" if lam >= 1.0 else f"at least {lam:.6g} of the volume covered"
+    extra = ""
+    if objective == "params" and not dilated and not square:
+        extra = "; at most one stage per axis and stride phase with a kernel > 1 (exact by exchange)"
+    return (f"chains of {n}, {w}, groups dividing both widths of a stage, {k}, {d}, {s}, channel shuffles "
+            f"with the previous stage's groups, padding by the centring rule, {cov}{extra}")
+
+
+def _method_text(objective: str, all_n: bool, n_hi: int, exact_n: bool) -> str:
+    head = ("Exact dynamic programme over chain prefixes, state = (channel reach, per-axis footprint span or "
+            "its parity, stride phase); every design of the space is one path and a stage's cost depends "
+            "only on its transition, so the cheapest accepting state is optimal")
+    prune = ("; Pareto pruning over reach and branch and bound with the relaxation bound (valid for every "
+             "completion) remove only designs that cannot be cheaper")
+    if exact_n:
+        tail = f" among designs with exactly {n_hi} stages."
+    elif all_n:
+        tail = f"; the relaxation bound exceeds the optimum for every N > {n_hi}, so it is optimal for all N."
+    else:
+        tail = f" for N <= {n_hi}."
+    return head + prune + tail
+
+
+def _all_n(target: Target, n_hi: int, widths: Any, square: bool, dilated: bool, lam: float, value: float,
+           rho: float) -> bool:
+    """True when no design with more than ``n_hi`` stages can beat ``value`` (relaxation bound)."""
+    if isinstance(widths, tuple) or rho <= 0:
+        return False
+    cmin = min(target.out_channels, widths if isinstance(widths, int) else target.out_channels) * rho
+    N = n_hi + 1
+    lnV = math.log(max(1.0, lam * target.in_channels * target.kernel_size[0] * target.kernel_size[1]))
+    for _ in range(4096):
+        if N * cmin >= value and N >= lnV:
+            return True
+        if _bound_n(target, N, widths, square, dilated, lam) * rho < value:
+            return False
+        if N >= lnV and N * cmin >= value:
+            return True
+        N += 1
+    return False
+
+
+def _infeasible(target: Target, n_hi: int, square: bool, dilated: bool, lam: float) -> InfeasibleDesignError:
+    (kh, kw) = target.kernel_size
+    if square and not dilated and (kh - kw) % 2 and lam >= 1.0:
+        return InfeasibleDesignError(
+            f"square kernels without dilation give both axes the same footprint span, which must be "
+            f"= {kh - 1} (mod 2) for the height and = {kw - 1} (mod 2) for the width of kernel {kh}x{kw}; "
+            "allow rectangular kernels or dilation"
+        )
+    return InfeasibleDesignError(
+        f"no chain of at most {n_hi} stages in the searched space covers "
+        f"{'the full' if lam >= 1 else f'{lam:.4g} of the'} volume of {target.describe()} "
+        f"(kernel {kh}x{kw}, stride {target.stride}, padding {target.padding}); allow more stages, "
+        "rectangular kernels or dilation"
+    )
+
+
+def _family_name(max_stages: int | None) -> str:
+    return "osc-2" if max_stages == 2 else "osc"
+
+
+def _make_solution(target: Target, objective: str, stages: list[Stage], value: int, search: _Search,
+                   n_lo: int, n_hi: int, square: bool, dilated: bool, widths: Any, lam: float, verify: str,
+                   family: str, options: dict[str, Any], exact_n: bool, searched: int) -> Solution:
+    spec = _build(target, stages, family, options)
+    exact = _cost(spec)
+    got = {"params": exact.params, "macs": exact.macs, "macs_valid": exact.macs_valid}[objective]
+    if got != value:
+        raise OscDesignError(
+            f"internal error (a bug in osc_design.solver): the search valued the design at {value} "
+            f"{objective} but the cost model counts {got}; please report it"
+        )
+    cov = _verify(spec, stages, verify, lam) if verify != "none" else _fast_coverage(target, stages)
+    per_n = tuple(_bound_n(target, N, widths, square, dilated, lam) * search.rho for N in range(n_lo, n_hi + 1))
+    bound = min(per_n) if objective != "macs_valid" else 0.0
+    if objective == "macs_valid":
+        per_n = tuple(0.0 for _ in per_n)
+    bound = min(bound, float(value))  # float rounding only; the bound is a true bound
+    gap = 100.0 * (value - bound) / value if value else 0.0
+    all_n = (not exact_n) and objective != "macs_valid" and _all_n(
+        target, n_hi, widths, square, dilated, lam, float(value), search.rho)
+    V = lam * target.in_channels * (max(target.kernel_size) ** 2 if square else
+                                    target.kernel_size[0] * target.kernel_size[1])
+    relax = (math.e * target.out_channels * math.log(V) if V >= math.e
+             else target.out_channels * max(1.0, V)) * (search.rho if objective != "macs_valid" else 0.0)
+    cert = Certificate(
+        objective=objective, value=value, bound=bound, gap=gap, searched=searched,
+        method=_method_text(objective, all_n, n_hi, exact_n),
+        space=_space_text(target, n_lo, n_hi, square, dilated, widths, lam, objective),
+        stages=len(stages), n_max=n_hi, all_n=all_n, relaxation=relax, per_stage_bounds=per_n, n_min=n_lo,
+    )
+    return Solution(spec, exact, cov, cert)
+
+
+def _options(objective: str, max_stages: Any, square: bool, dilated: bool, widths: Any, lam: float) -> dict:
+    return {"objective": objective, "max_stages": max_stages, "square_only": square, "dilation": dilated,
+            "widths": (list(widths) if isinstance(widths, tuple) else widths), "min_coverage": lam}
+
+
+@lru_cache(maxsize=4096)
+def _solve_cached(target: Target, objective: str, max_stages: int | None, square: bool, dilated: bool,
+                  widths: Any, lam: float, verify: str) -> Solution:
+    w, n_lo, n_hi, lam = _check(target, objective, max_stages, square, dilated, widths, lam, verify)
+    search = _Search(target, objective, n_lo, n_hi, square, dilated, w, lam)
+    hint = min(_bound_n(target, N, w, square, dilated, lam) for N in range(n_lo, n_hi + 1)) * search.rho
+    found = search.solve(hint)
+    if not found:
+        raise _infeasible(target, n_hi, square, dilated, lam)
+    best_n = min(found, key=lambda N: (found[N][0], N))
+    value, stages = found[best_n]
+    family = _family_name(max_stages if not isinstance(w, tuple) else n_hi)
+    options = _options(objective, max_stages, square, dilated, w, lam)
+    return _make_solution(target, objective, stages, int(value), search, n_lo, n_hi, square, dilated, w, lam,
+                          verify, family, options, isinstance(w, tuple), search.searched)
+
+
+def solve(target: Target, objective: str = "params", max_stages: int | None = None, square_only: bool = False,
+          dilation: bool = False, widths: Sequence[int] | int | None = None, min_coverage: float = 1.0, *,
+          verify: str = "full") -> Solution:
+    """The optimal separable design for ``target`` with its certificate.
+
+    Parameters
+    ----------
+    target : Target
+        The convolution to replace (``input_size`` needed for the MAC objectives).
+    objective : {"params", "macs", "macs_valid"}
+        What to minimise: weights without bias, MACs with padding taps, or MACs of real-pixel taps only.
+    max_stages : int, optional
+        Largest number of stages (``2`` gives the ``"osc-2"`` family); default :func:`stage_cap`.
+    square_only : bool
+        Restrict every stage to a ``k x k`` kernel.
+    dilation : bool
+        Allow dilated stages (mixed-radix composition of taps).
+    widths : int or sequence of int, optional
+        Internal channel widths: ``None`` for ``C_out`` everywhere, an int for every internal layer, or
+        the ``N - 1`` internal widths (which fixes ``N``).
+    min_coverage : float
+        Fraction of the volumetric receptive field that must be covered, in ``(0, 1]``; below 1 the
+        channel and spatial requirements are relaxed and the returned design's verified fraction is at
+        least this.
+    verify : {"full", "fast", "none"}
+        Check the returned design with the exact verifier (``"full"``), with the equivalent per-group
+        computation (``"fast"``, for sweeps) or not at all (``"none"``: coverage is then the per-group
+        computation too, it is never skipped silently).
+
+    Returns
+    -------
+    Solution
+        ``spec`` (family ``"osc-2"`` when ``max_stages == 2``, else ``"osc"``), exact ``cost``, verified
+        ``coverage`` and ``certificate``. Results are cached per arguments.
+
+    Raises
+    ------
+    SpecError
+        Bad arguments (unknown objective, MACs without input size, stride larger than the kernel,
+        ``max_stages < 1``, inconsistent widths, ``min_coverage`` outside ``(0, 1]``).
+    InfeasibleDesignError
+        No design of the space covers the requested volume (the message says why).
+
+    Examples
+    --------
+    >>> sol = solve(Target(256, 256, 7), max_stages=2)
+    >>> sol.cost.params, sol.certificate.bound, sol.certificate.gap
+    (57344, 57344.0, 0.0)
+    >>> [c.kernel_size for c in sol.spec.convs], [c.groups for c in sol.spec.convs]
+    ([(7, 1), (1, 7)], [16, 16])
+    """
+    if isinstance(widths, list):
+        widths = tuple(widths)
+    if isinstance(min_coverage, bool) or not isinstance(min_coverage, (int, float)):
+        raise SpecError(f"`min_coverage` (={min_coverage!r}) must be a number in (0, 1]")
+    try:
+        hash(widths)
+    except TypeError:
+        raise SpecError(f"`widths` (={widths!r}) must be None, an integer or a sequence of integers") from None
+    return _solve_cached(target, objective, max_stages, square_only, dilation, widths, float(min_coverage), verify)
+
+
+def pareto_front(target: Target, max_stages: int | None = None, square_only: bool = False, dilation: bool = False,
+                 widths: Sequence[int] | int | None = None, min_coverage: float = 1.0, *,
+                 verify: str = "full") -> list[Solution]:
+    """Non-dominated designs over (params, macs, stages), sorted by stages.
+
+    For every stage count ``N`` the exact ``N``-stage optimum for params (and, with an input size, for
+    MACs) is computed; the designs no other one beats or ties in all three measures are returned. Each
+    solution's certificate is for its own stage count.
+
+    >>> [s.cost.params for s in pareto_front(Target(64, 64, 3), max_stages=3)]
+    [36864, 3072, 1600]
+    """
+    if isinstance(widths, list):
+        widths = tuple(widths)
+    w, n_lo, n_hi, lam = _check(target, "params", max_stages, square_only, dilation, widths, min_coverage, verify)
+    objectives = ["params"] + (["macs"] if target.input_size is not None else [])
+    cands: list[Solution] = []
+    for objective in objectives:
+        search = _Search(target, objective, n_lo, n_hi, square_only, dilation, w, lam)
+        hint = min(_bound_n(target, N, w, square_only, dilation, lam) for N in range(n_lo, n_hi + 1)) * search.rho
+        found = search.solve(hint, exact_n=True)
+        for N, (value, stages) in sorted(found.items()):
+            family = _family_name(N if N == 2 else None)
+            options = _options(objective, N, square_only, dilation, w, lam)
+            cands.append(_make_solution(target, objective, stages, int(value), search, N, N, square_only, dilation,
+                                        w, lam, verify, family, options, True, search.searched))
+    if not cands:
+        raise _infeasible(target, n_hi, square_only, dilation, lam)
+
+    def key(s: Solution) -> tuple:
+        return (s.cost.params, s.cost.macs if s.cost.macs is not None else 0, s.spec.stages)
+
+    front: list[Solution] = []
+    for s in cands:
+        ks = key(s)
+        if any(all(a <= b for a, b in zip(key(o), ks)) and key(o) != ks for o in cands):
+            continue
+        if any(key(o) == ks for o in front):
+            continue
+        front.append(s)
+    return sorted(front, key=lambda s: (s.spec.stages, s.cost.params))

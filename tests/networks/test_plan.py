@@ -1,0 +1,126 @@
+"""Network planning and conversion: BSConv's published counts, budgets, FlopCounterMode totals."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from osc_design import InfeasibleDesignError, SpecError
+from osc_design.networks.catalog import catalog_layers
+from osc_design.networks.description import layers_from_dict, layers_to_dict, load_network, save_network
+from osc_design.networks.plan import plan_network
+
+
+def _non_conv_params(name):
+    torch_models = pytest.importorskip("osc_design.networks.torch_models", reason="needs torch")
+    model = torch_models.build_model(name)
+    import torch
+
+    return sum(p.numel() for m in model.modules() if not isinstance(m, torch.nn.Conv2d)
+               for p in m.parameters(recurse=False))
+
+
+@pytest.mark.parametrize(
+    ("network", "original", "bsconv_u", "bsconv_s"),
+    [("cifar-resnet20", 278_330, 46_570, 33_105), ("cifar-resnet56", 861_626, 125_866, 83_505)],
+)
+def test_bsconv_published_parameter_counts(network, original, bsconv_u, bsconv_s):
+    # BSConv README (zeiss-microscopy/BSConv) figures, 100 classes, all trainable parameters
+    extra = _non_conv_params(network)
+    layers = catalog_layers(network)
+    u = plan_network(layers, "bsconv-u", network=network)
+    s = plan_network(layers, "bsconv-s", network=network, options={"p": 0.25, "with_bn": True})
+    assert u.total("before", "total_params") + extra == original
+    assert u.total("after", "total_params") + extra == bsconv_u
+    assert s.total("after", "total_params") + extra == bsconv_s
+
+
+def test_converted_model_counts_and_forward():
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from osc_design.networks.convert import convert
+    from osc_design.networks.torch_models import build_model
+
+    model = build_model("cifar-resnet20")
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = plan_network(catalog_layers("cifar-resnet20"), "bsconv-s", options={"p": 0.25, "with_bn": True})
+    converted = convert(model, plan)
+    assert sum(p.numel() for p in converted.parameters() if p.requires_grad) == 33_105
+    assert all(torch.equal(before_state[k], v) for k, v in model.state_dict().items())  # original untouched
+    x = torch.randn(2, 3, 32, 32)
+
+    def conv_flops(m):
+        m.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            y = m(x)
+        return counter.get_flop_counts()["Global"][torch.ops.aten.convolution], y
+
+    f0, y0 = conv_flops(model)
+    f1, y1 = conv_flops(converted)
+    assert y0.shape == y1.shape == (2, 100)
+    assert f0 == 2 * 2 * plan.total("before", "macs")  # batch 2, FLOPs = 2 MACs
+    assert f1 == 2 * 2 * plan.total("after", "macs")
+
+
+def test_converted_osc_model_with_grouped_and_biased_convs():
+    torch = pytest.importorskip("torch")
+    from osc_design.networks.convert import convert
+    from osc_design.networks.extract import extract_convs
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(8, 16, 3, padding=1, bias=True), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 5, stride=2, padding=2, groups=4), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+    )
+    layers = extract_convs(model, (8, 12, 12))
+    plan = plan_network(layers, "osc-2")
+    reasons = {lp.layer.name: lp.reason for lp in plan.layers}
+    assert reasons["4"] == "depthwise conv: already separable"
+    assert plan.layers[1].replaced and plan.layers[1].chosen.spec.options_dict["lifted_groups"] == 4
+    converted = convert(model, plan)
+    x = torch.randn(1, 8, 12, 12)
+    assert converted(x).shape == model(x).shape
+    assert sum(p.numel() for p in converted.parameters()) == plan.total("after", "total_params")
+
+
+def test_budget_is_respected_and_reported():
+    layers = catalog_layers("resnet18")
+    start = time.perf_counter()
+    plan = plan_network(layers, "osc", budget_params=0.2)
+    elapsed = time.perf_counter() - start
+    before, after = plan.total("before", "total_params"), plan.total("after", "total_params")
+    assert after <= 0.2 * before
+    assert plan.bound is not None and plan.bound <= plan.total("after", "macs")
+    assert all(lp.chosen.coverage == 1.0 for lp in plan.layers)
+    assert elapsed < 60  # benchmarks/bench_network.py measures the real figure
+    # budgeting by MACs minimises params under the cap
+    by_macs = plan_network(layers, "osc", budget_macs=0.5)
+    assert by_macs.total("after", "macs") <= 0.5 * by_macs.total("before", "macs")
+
+
+def test_infeasible_budget_and_bad_options():
+    layers = catalog_layers("cifar-resnet20")
+    with pytest.raises(InfeasibleDesignError, match="below the smallest achievable total"):
+        plan_network(layers, "bsconv-u", budget_params=0.01)
+    with pytest.raises(SpecError, match=r"`budget_params` \(=1.5\) must be a fraction in \(0, 1\]"):
+        plan_network(layers, "osc", budget_params=1.5)
+    with pytest.raises(SpecError, match="unknown family 'nope'"):
+        plan_network(layers, "nope")
+
+
+def test_description_round_trip(tmp_path):
+    layers = catalog_layers("mobilenet_v2")
+    path = tmp_path / "net.json"
+    save_network(path, "mobilenet_v2", layers, (3, 224, 224))
+    assert load_network(path) == ("mobilenet_v2", layers)
+    doc = layers_to_dict("x", layers)
+    doc["layers"][0]["groups"] = 5
+    with pytest.raises(SpecError, match=r"`layers\[0\].groups` \(=5\) must divide `in_channels` \(=3\)"):
+        layers_from_dict(json.loads(json.dumps(doc)))
+    doc = layers_to_dict("x", layers)
+    doc["version"] = 2
+    with pytest.raises(SpecError, match="written by a newer osc-design"):
+        layers_from_dict(doc)

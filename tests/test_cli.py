@@ -1,0 +1,153 @@
+"""Every command through typer's CliRunner: table content, the JSON contract, files, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from osc_design import Target, cost, coverage, load, loads
+from osc_design.cli import app
+from osc_design.compare import compare
+from osc_design.serialize import from_dict
+from osc_design.solver import solve
+
+runner = CliRunner()
+
+
+def run(*args):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+def test_bare_command_table():
+    r = run("--channels", "256", "--kernel", "7", "--input-size", "14")
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    for family in ("conv", "depthwise-separable", "bsconv-u", "compconv", "slak", "shiftwise", "osc-2", "osc"):
+        assert family in out
+    assert "3,211,264" in out and "629,407,744" in out  # the conv's exact params and MACs
+    assert "57,344" in out  # osc-2: 7x1 then 1x7, 16 groups each
+    assert "MACs valid" in out and "FlopCounterMode" in out and "XLA" in out  # conventions are stated
+    assert "Certificate" in out and "lower bound" in out and "gap" in out
+    assert "\x1b[" not in out  # no colour codes when not writing to a terminal
+
+
+def test_default_input_size_is_stated():
+    out = run("--channels", "64", "--kernel", "3").stdout
+    assert "input 56x56 (default)" in out and "default input 56x56" in out
+
+
+def test_compare_json_contract_matches_library():
+    r = run("compare", "--in-channels", "64", "--out-channels", "128", "--kernel", "3", "--stride", "2",
+            "--input-size", "16", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    target = Target(64, 128, 3, 2, input_size=16)
+    assert doc["target"] == target.to_dict()
+    lib = compare(target)
+    assert [d["family"] for d in doc["designs"]] == [d.family for d in lib.designs]
+    assert doc["best"] == lib.best.family
+    for row, design in zip(doc["designs"], lib.designs):
+        assert set(row) >= {"family", "params", "macs", "macs_valid", "flops", "stages", "coverage", "spec"}
+        assert isinstance(row["params"], int) and isinstance(row["macs"], int) and isinstance(row["flops"], int)
+        assert row["params"] == design.cost.params and row["macs"] == design.cost.macs
+        assert row["macs_valid"] == design.cost.macs_valid and row["flops"] == 2 * design.cost.macs
+        assert row["coverage"] == design.coverage.fraction and 0 <= row["coverage"] <= 1
+        spec = from_dict(row["spec"])  # the embedded spec is a valid layer spec of the same design
+        assert cost(spec).params == row["params"]
+
+
+def test_solve_json_has_cost_and_certificate(tmp_path):
+    out = tmp_path / "design.json"
+    r = run("solve", "--channels", "256", "--kernel", "7", "--max-stages", "2", "--format", "json", "--output", str(out))
+    assert r.exit_code == 0 and r.stdout == ""
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "osc-design.layer" and doc["family"] == "osc-2"
+    assert doc["cost"]["params"] == 57_344 and doc["certificate"]["bound"] == pytest.approx(57_344)
+    assert doc["certificate"]["gap"] == pytest.approx(0.0)
+    spec = load(out)
+    assert coverage(spec).full and spec == solve(Target(256, 256, 7, input_size=56), max_stages=2).spec
+
+
+def test_solve_pareto_table_and_csv():
+    r = run("solve", "--channels", "64", "--kernel", "5", "--pareto", "--format", "csv")
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) >= 2
+    params = [int(row["params"]) for row in rows]
+    macs = [int(row["macs"]) for row in rows]
+    for i in range(len(rows)):  # non-dominated
+        assert not any(params[j] <= params[i] and macs[j] <= macs[i] and int(rows[j]["stages"]) <= int(rows[i]["stages"])
+                       and (params[j], macs[j], rows[j]["stages"]) != (params[i], macs[i], rows[i]["stages"])
+                       for j in range(len(rows)))
+
+
+def test_verify_and_export(tmp_path):
+    spec_path = tmp_path / "d.json"
+    assert run("solve", "-c", "32", "-k", "3", "-i", "8", "--max-stages", "2", "-f", "json", "-o", str(spec_path)).exit_code == 0
+    r = run("verify", str(spec_path))
+    assert r.exit_code == 0 and "receptive field: full" in r.stdout
+    r = run("verify", str(spec_path), "--format", "json")
+    doc = json.loads(r.stdout)
+    assert doc["coverage"]["full"] and doc["cost"]["params"] == cost(load(spec_path)).params
+    py = tmp_path / "mod.py"
+    r = run("export", str(spec_path), "--to", "torch", "--output", str(py))
+    assert r.exit_code == 0 and "class OscDesign" in py.read_text()
+
+
+def test_verify_bad_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "osc-design.layer", "version": 7}')
+    r = runner.invoke(app, ["verify", str(bad)])
+    assert r.exit_code == 1 and "written by a newer osc-design" in r.stderr and r.stderr.count("\n") == 1
+    r = runner.invoke(app, ["verify", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "is not a readable file" in r.stderr
+
+
+def test_csv_output_and_atomic_file(tmp_path):
+    out = tmp_path / "cmp.csv"
+    r = run("--channels", "32", "--kernel", "3", "--format", "csv", "--output", str(out))
+    assert r.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows[0]["family"] == "conv" and int(rows[0]["params"]) == 32 * 32 * 9
+    assert [p.name for p in tmp_path.iterdir()] == ["cmp.csv"]
+
+
+def test_sweep_json():
+    r = run("sweep", "--channels", "16,32", "--kernels", "3,5", "--families", "conv,depthwise-separable", "-f", "json")
+    rows = json.loads(r.stdout)
+    assert len(rows) == 8
+    row = next(x for x in rows if x["channels"] == 32 and x["kernel"] == 5 and x["family"] == "conv")
+    assert row["params"] == 32 * 32 * 25
+    assert run("sweep", "--channels", "a,b").exit_code == 2
+
+
+def test_network_command(tmp_path):
+    r = run("network", "cifar-resnet20", "--policy", "bsconv-u", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert doc["format"] == "osc-design.network-plan" and doc["totals"]["total_params"]["after"] == 44_996
+    r = run("network", "cifar-resnet20", "--policy", "bsconv-u")
+    assert "1x1 conv: no separable design has fewer weights" in r.stdout
+    r = runner.invoke(app, ["network", "resnet1000"])
+    assert r.exit_code == 2 and "'resnet1000' is not in the catalogue" in r.stderr
+    r = runner.invoke(app, ["network", "cifar-resnet20", "--policy", "bsconv-u", "--budget-params", "0.01"])
+    assert r.exit_code == 1 and "below the smallest achievable" in r.stderr
+    bad = tmp_path / "net.json"
+    bad.write_text("{}")
+    r = runner.invoke(app, ["network", "--from", str(bad)])
+    assert r.exit_code == 1 and "not an osc-design network description" in r.stderr
+
+
+def test_bare_command_imports_no_framework():
+    code = ("import sys; from typer.testing import CliRunner; from osc_design.cli import app; "
+            "r = CliRunner().invoke(app, ['--channels', '64', '--kernel', '3']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'jax', 'sympy', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
