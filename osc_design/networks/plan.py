@@ -5,9 +5,10 @@ description file or :func:`~osc_design.networks.extract.extract_convs`); params 
 and biases (``total_params``), MACs are the padding-inclusive convention at each layer's input size.
 Budgets are fractions of the planned convolutions' original totals.
 
-Layers that no design improves stay as they are and say why: 1x1 convolutions (no separable design
-has fewer weights), depthwise convolutions (already separable), and layers where the chosen family
-does not save parameters or cannot be built. A grouped convolution is planned per group and lifted
+Layers that no design improves stay as they are and say why: depthwise convolutions (already
+separable), dilated ones, and layers where the chosen family does not save parameters or cannot be
+built (most families cannot improve a 1x1 conv; ``osc`` can, by a chain of grouped 1x1 convs with
+shuffles, which is where most of a ResNet-50's parameters sit). A grouped convolution is planned per group and lifted
 back (:func:`osc_design.transform.lift_groups`).
 
 Budgeted selection is a multiple-choice knapsack over each layer's candidates (the original conv
@@ -152,8 +153,6 @@ def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> Candidate:
 
 
 def _why_kept(layer: ConvLayer) -> str | None:
-    if layer.kernel_size == (1, 1):
-        return "1x1 conv: no separable design has fewer weights"
     if layer.groups == layer.in_channels and layer.in_channels > 1:
         return "depthwise conv: already separable"
     if layer.dilation != (1, 1):
@@ -263,8 +262,11 @@ def plan_network(
     for (layer, before, cands, why), pick in zip(plans, chosen):
         if why:
             reason = why
+        elif pick.spec is None and not budgeted:
+            reason = (f"1x1 conv: {policy} has no design with fewer weights" if layer.kernel_size == (1, 1)
+                      else f"{policy} saves no parameters here")
         elif pick.spec is None:
-            reason = "no candidate saves parameters" if not budgeted else "kept by the budget optimiser"
+            reason = "kept by the budget optimiser"
         else:
             reason = "fewest params" if not budgeted else "chosen by the budget optimiser"
         result.append(LayerPlan(layer, before, pick, reason, tuple(cands)))
