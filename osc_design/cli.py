@@ -635,3 +635,37 @@ def sweep_cmd(
     finally:
         close()
     _emit(_json(rows) if fmt is Format.json else _csv(rows), output)
+
+
+class PlotKind(str, Enum):
+    scaling = "scaling"
+    pareto = "pareto"
+
+
+@app.command("plot")
+def plot_cmd(
+    kind: Annotated[PlotKind, typer.Argument(help="scaling: params against channels per family; pareto: the OSC front.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG or SVG file to write.")],
+    channels: Channels = None,
+    kernel: Kernel = "7",
+    input_size: InputSize = None,
+) -> None:
+    """Plot params against channels for every family, or the OSC Pareto front over params and MACs.
+
+    Example: osc-design plot pareto --channels 256 --kernel 7 --output pareto.png
+    """
+    _check_output(output)
+    if output.suffix.lower() not in (".png", ".svg"):
+        raise typer.BadParameter(f"{str(output)!r} must end in .png or .svg", param_hint="'--output'")
+    from . import plots
+
+    if kind is PlotKind.scaling:
+        k = parse_pair(kernel, "--kernel") or (7, 7)
+        if k[0] != k[1]:
+            raise typer.BadParameter(f"{kernel!r}: the scaling plot takes a square kernel", param_hint="'--kernel'")
+        size = parse_pair(input_size, "--input-size") or (14, 14)
+        plots.plot_scaling(k[0], output, input_size=size[0])
+    else:
+        target, _ = _target(channels, None, None, kernel, "1", input_size or "14")
+        plots.plot_pareto(target, output)
+    typer.echo(f"wrote {output}")
