@@ -43,9 +43,30 @@ from .spec import Target as Target
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "compare": ("osc_design.compare", "compare"),
+    "solve": ("osc_design.solver", "solve"),
+    "pareto_front": ("osc_design.solver", "pareto_front"),
+    "get_family": ("osc_design.registry", "get_family"),
+    "family_ids": ("osc_design.registry", "family_ids"),
+    "plan_network": ("osc_design.networks.plan", "plan_network"),
+    "verify": ("osc_design.backends", "verify"),
+    "export_source": ("osc_design.backends", "export_source"),
+}
+
+
+def __getattr__(name: str) -> object:  # PEP 562: the planner's entry points, imported on first use
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'osc_design' has no attribute {name!r}")
+
 __all__ = [
     "Add", "BackendUnavailableError", "BatchNorm", "ChannelShuffle", "Concat", "Conv2d", "Cost", "Coverage",
     "GraphBuilder", "Identity", "InfeasibleDesignError", "Input", "LayerSpec", "OscDesignError", "Permute",
     "SchemaError", "Shift", "Slice", "SpecError", "Target", "UnknownBackendError", "__version__", "cost",
     "cost_by_node", "coverage", "dependence", "dumps", "layer_schema", "load", "loads", "save",
+    "compare", "solve", "pareto_front", "get_family", "family_ids", "plan_network", "verify", "export_source",
 ]
