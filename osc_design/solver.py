@@ -643,11 +643,8 @@ class _Search:
         return m, a[0], a[1]
 
     # -- the programme -------------------------------------------------------------------------------
-    def run(self, ub: float, no_post: bool = False, beam: int = 0) -> dict[int, tuple[float, tuple]]:
-        """Best design cost per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``).
-
-        ``no_post`` restricts the stride to the last stage (a quick upper bound for strided targets).
-        """
+    def run(self, ub: float) -> dict[int, tuple[float, tuple]]:
+        """Best design cost per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``)."""
         cin_all = self.cin
         h0, w0 = self.axes[0].initial(), self.axes[1].initial()
         layer: dict[tuple, dict[int, list]] = {(h0, w0, 0): {1: [0, None]}}
@@ -678,7 +675,7 @@ class _Search:
                 for key, entries in layer.items():
                     hs, ws, phase = key
                     if phase == 1:
-                        kinds = () if no_post else ("post",)
+                        kinds: tuple[str, ...] = ("post",)
                     else:
                         kinds = ("pre", "stride") if self.strided else ("pre",)
                     for kind in kinds:
@@ -713,20 +710,6 @@ class _Search:
                                     if r2 == cin_all:
                                         break
             # Pareto filter over reach within each spatial state
-            if beam and left_after:
-                ranked = []
-                cmin_rest = self.min_width(stage + 1) * self.rho
-                for key2, slot in nxt.items():
-                    sp2 = self.spatial_reach(key2[0], key2[1])
-                    for r2, entry in slot.items():
-                        lb = cmin_rest * _rem_lb(need / (r2 * sp2[0]), sp2[1], sp2[2], left_after)
-                        ranked.append((entry[0] + lb, key2, r2))
-                if len(ranked) > beam:
-                    ranked.sort(key=lambda x: x[0])
-                    keep: dict[tuple, dict[int, list]] = {}
-                    for _, key2, r2 in ranked[:beam]:
-                        keep.setdefault(key2, {})[r2] = nxt[key2][r2]
-                    nxt = keep
             for store in (nxt, cands):
                 for key2, slot in store.items():
                     if len(slot) > 1:
@@ -756,26 +739,12 @@ class _Search:
         """Run with an increasing upper bound until designs are found; decode the traces.
 
         Any design costing at most the upper bound survives the pruning, so the first pass that finds
-        designs finds the optimum (per stage count when ``exact_n``). For strided targets the space with
-        the stride on the last stage is searched first: its optimum is an upper bound for the full space.
+        designs finds the optimum (per stage count when ``exact_n``).
         """
         total = 0
         pruning = self.rho > 0 and ub_hint > 0 and math.isfinite(ub_hint)
-        schedule = [ub_hint * f for f in (1.02, 1.15, 1.6, 3.0, 10.0)] + [_INF] if pruning else [_INF]
-        if pruning and self.strided:
-            for ub in schedule:
-                self._layers = []
-                quick = self.run(ub, no_post=True)
-                total += self.searched
-                if quick:
-                    if exact_n:
-                        if len(quick) == self.n_hi - self.n_lo + 1:
-                            schedule = [max(c for c, _ in quick.values())] + schedule[schedule.index(ub) + 1:]
-                        else:
-                            schedule = schedule[schedule.index(ub):]
-                    else:
-                        schedule = [min(c for c, _ in quick.values())]
-                    break
+        factors = (1.0 + 1e-9, 1.03, 1.08, 1.2, 1.5, 2.5, 6.0)
+        schedule = [ub_hint * f for f in factors] + [_INF] if pruning else [_INF]
         finals: dict[int, tuple[float, tuple]] = {}
         for ub in schedule:
             self._layers = []
@@ -817,48 +786,54 @@ def _stage_widths(target: Target, N: int, widths: tuple[int, ...] | int | None) 
 
 def _bound_n(target: Target, N: int, widths: tuple[int, ...] | int | None, square: bool, dilated: bool,
              lam: float) -> float:
-    """Relaxation lower bound on the params of any ``N``-stage design of the space (see module docstring)."""
+    """Relaxation lower bound on the params of any ``N``-stage design of the space (see module docstring).
+
+    The product bound (``prod v_i >= V``) holds for every design. Without dilation and with full
+    coverage a second bound holds as well: along an axis the span needed, ``K - 1``, is a sum of
+    ``k_i - 1`` (taps before the stride) and ``s (k_i - 1)`` (after it); the cost is linear in each
+    ``k_i`` for fixed fan-ins, so in the relaxation one stage takes the whole span, with kernel weight
+    at least ``1 + (K - 1) / s``. The larger of the two bounds is returned.
+    """
     c = _stage_widths(target, N, widths)
     (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
     cin = target.in_channels
-    if lam < 1.0 or dilated or square:
-        spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
-        V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
-        return _waterfill(c, V)
-    additive = [K for K, s in ((kh, sh), (kw, sw)) if s == 1 and K > 1]
-    mult = 1
-    for K, s in ((kh, sh), (kw, sw)):
-        if not (s == 1 and K > 1):
-            mult *= K
-    V = cin * mult
-    if not additive:
-        return _waterfill(c, V)
-    best = _INF
+    spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
+    V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
+    best_prod = _waterfill(c, V)
+    if lam < 1.0 or dilated:
+        return best_prod
+    weights = [1 + (K - 1) / s for K, s in ((kh, sh), (kw, sw)) if K > 1]
+    if not weights:
+        return best_prod
+    if all(w == int(w) for w in weights):
+        weights = [int(w) for w in weights]
+    Vc = cin
     # positions with equal widths give equal bounds: one (or, for pairs, two) per width value suffice
     by_width: dict[int, list[int]] = {}
     for i in range(N):
         if len(by_width.setdefault(c[i], [])) < 2:
             by_width[c[i]].append(i)
     pos = sorted(v[0] for v in by_width.values())
-    if len(additive) == 1:
+    best = _INF
+    if len(weights) == 1:
         for j in pos:
             w = list(c)
-            w[j] *= additive[0]
-            best = min(best, _waterfill(w, V))
-        return best
+            w[j] *= weights[0]
+            best = min(best, _waterfill(w, Vc))
+        return max(best, best_prod)
     for j in pos:  # one stage takes both spans
         w = list(c)
-        w[j] *= additive[0] * additive[1]
-        best = min(best, _waterfill(w, V))
+        w[j] *= weights[0] * weights[1]
+        best = min(best, _waterfill(w, Vc))
     if N >= 2:  # two stages take one span each
         reps = sorted(i for v in by_width.values() for i in v)
         pairs = {(c[i], c[j]): (i, j) for i in reps for j in reps if i != j}
         for i, j in pairs.values():
             w = list(c)
-            w[i] *= additive[0]
-            w[j] *= additive[1]
-            best = min(best, _waterfill(w, V))
-    return best
+            w[i] *= weights[0]
+            w[j] *= weights[1]
+            best = min(best, _waterfill(w, Vc))
+    return max(best, best_prod)
 
 
 def lower_bound(target: Target, *, n_min: int = 1, n_max: int | None = None, objective: str = "params",
