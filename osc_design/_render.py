@@ -43,7 +43,8 @@ def target_line(target: Target, size_note: str = "") -> Text:
     return Text("Target conv: " + ", ".join(parts), style="bold")
 
 
-def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None, width: int = 120) -> Table:
+def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None, width: int = 120,
+                     latency: dict[str, dict[str, float]] | None = None) -> Table:
     """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class.
 
     Narrow consoles lose the class column first (below 106 columns), then MACs valid and the ratio
@@ -59,6 +60,9 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
         table.add_column(name, justify="right", no_wrap=True)
     if width >= 106:
         table.add_column("class", no_wrap=True)
+    lat_columns = sorted({k for v in (latency or {}).values() for k in v}, reverse=True)
+    for name in lat_columns:
+        table.add_column(name.replace("_ms", " ms"), justify="right", no_wrap=True)
     for d in designs:
         ratio = "-" if conv_cost is None or not conv_cost.params else f"{d.cost.params / conv_cost.params:.3f}"
         values = {"params": fmt_int(d.cost.params), "x conv": ratio, "MACs": fmt_int(d.cost.macs),
@@ -67,6 +71,7 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
         cells = [f"* {d.family}" if d.family == best else d.family] + [values[c] for c in columns]
         if width >= 106:
             cells.append(d.asymptotic)
+        cells += [f"{latency[d.family][k]:.2f}" if d.family in (latency or {}) else "-" for k in lat_columns]
         style = "bold green" if d.family == best else ("dim" if not d.coverage.full else None)
         table.add_row(*cells, style=style)
     return table

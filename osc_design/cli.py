@@ -75,6 +75,17 @@ class Objective(str, Enum):
     params = "params"
     macs = "macs"
     macs_valid = "macs-valid"
+    latency = "latency"
+
+
+class LatencyBackend(str, Enum):
+    torch = "torch"
+    jax = "jax"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 class Format(str, Enum):
@@ -114,6 +125,10 @@ MaxStages = Annotated[int | None, typer.Option("--max-stages", callback=_positiv
 SquareOnly = Annotated[bool, typer.Option("--square-only", help="Only square kernels in OSC stages.")]
 Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", help="Allow dilated OSC stages.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+LatBackend = Annotated[LatencyBackend | None, typer.Option("--backend", help="Predict latency on this framework (adds a column; needed by --objective latency).")]
+Measure = Annotated[bool, typer.Option("--measure", help="Also measure each design's latency (slow: runs every module).")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Device for latency.")]
+BatchOpt = Annotated[int, typer.Option("--batch", callback=_positive, help="Batch size for latency.")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")]
 
 
@@ -198,8 +213,27 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _solver_options(objective: Objective, max_stages: int | None, square_only: bool, dilation: bool) -> dict[str, Any]:
-    return {"objective": objective.value.replace("-", "_"), "max_stages": max_stages,
-            "square_only": square_only, "dilation": dilation}
+    solver_objective = "params" if objective is Objective.latency else objective.value.replace("-", "_")
+    return {"objective": solver_objective, "max_stages": max_stages, "square_only": square_only,
+            "dilation": dilation}
+
+
+def _latency(target: Target, designs: list[Any], backend: LatencyBackend | None, measure: bool, device: Device,
+             batch: int) -> dict[str, dict[str, float]]:
+    """Predicted (and measured) latency in ms per family, when a backend is given."""
+    if backend is None:
+        if measure:
+            raise typer.BadParameter("--measure needs --backend torch or jax", param_hint="'--measure'")
+        return {}
+    from .latency import latency_model, measure as measure_spec
+
+    model = latency_model(backend.value, device.value, batch=batch)
+    out: dict[str, dict[str, float]] = {}
+    for d in designs:
+        out[d.family] = {"predicted_ms": model.predict(d.spec).seconds * 1e3}
+        if measure:
+            out[d.family]["measured_ms"] = measure_spec(d.spec, backend.value, batch, device=device.value).median * 1e3
+    return out
 
 
 def _design_row(d: Any) -> dict[str, Any]:
@@ -221,14 +255,23 @@ def _design_row(d: Any) -> dict[str, Any]:
 
 
 def run_compare(target: Target, defaulted: bool, objective: Objective, max_stages: int | None, square_only: bool,
-                dilation: bool, fmt: Format, output: Path | None) -> None:
+                dilation: bool, fmt: Format, output: Path | None, backend: LatencyBackend | None = None,
+                measure: bool = False, device: Device = Device.cpu, batch: int = 8) -> None:
     """Compare every family for ``target`` and print the optimal OSC design with its certificate."""
     from .compare import compare
     from .solver import solve
 
+    if objective is Objective.latency and backend is None:
+        raise typer.BadParameter("--objective latency needs --backend torch or jax", param_hint="'--objective'")
     solver_opts = _solver_options(objective, max_stages, square_only, dilation)
     two_stage = {k: v for k, v in solver_opts.items() if k != "max_stages"}
     result = compare(target, options={"osc": solver_opts, "osc-2": two_stage})
+    latency = _latency(target, result.designs, backend, measure, device, batch)
+    fastest = None
+    if objective is Objective.latency:
+        from .latency import solve_latency
+
+        fastest = solve_latency(target, backend.value, device.value, batch, max_stages)  # type: ignore[union-attr]
     solution = solve(target, **solver_opts)
     note = " (default)" if defaulted else ""
     if fmt is Format.json:
@@ -243,10 +286,17 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
             "optimal": to_dict(solution.spec, cost=solution.cost.to_dict(), coverage=solution.coverage.to_dict(),
                                certificate=solution.certificate.to_dict()),
         }
+        for row in doc["designs"]:
+            row.update(latency.get(row["family"], {}))
+        if fastest is not None:
+            doc["fastest"] = {"design": fastest.name, "predicted_ms": fastest.seconds * 1e3,  # type: ignore[operator]
+                              "speedup_vs_conv": fastest.speedup, "space": fastest.space,
+                              "spec": to_dict(fastest.spec)}
         _emit(_json(doc), output)
         return
     if fmt is Format.csv:
-        rows = [{k: v for k, v in _design_row(d).items() if k != "spec"} for d in result.designs]
+        rows = [{**{k: v for k, v in _design_row(d).items() if k != "spec"}, **latency.get(d.family, {})}
+                for d in result.designs]
         _emit(_csv(rows), output)
         return
     from rich.text import Text
@@ -255,13 +305,21 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
 
     conv = next((d.cost for d in result.designs if d.family == "conv"), None)
     parts: list[Any] = [r.target_line(target, note), r.comparison_table(
-        result.designs, result.best.family if result.best else None, conv, _width(output))]
+        result.designs, result.best.family if result.best else None, conv, _width(output), latency)]
     if result.best:
         parts.append(Text(f"* best fully-covering design by params: {result.best.family}", style="green"))
     for fam, reason in result.skipped:
         parts.append(Text(f"skipped {fam}: {reason}", style="yellow"))
     parts.append(Text(r.CONVENTIONS + (f" MACs at the default input {DEFAULT_INPUT}x{DEFAULT_INPUT}; "
                                         "set --input-size." if defaulted else ""), style="dim"))
+    if latency:
+        parts.append(Text(f"latency: {backend.value} on {device.value}, batch {batch}, milliseconds per call; "  # type: ignore[union-attr]
+                          "predicted from per-op microbenchmarks (cached under the user cache directory)"
+                          + ("; measured end to end" if measure else ""), style="dim"))
+    if fastest is not None:
+        parts.append(Text(f"\nFastest fully-covering design on {backend.value}: {fastest.name}, predicted "  # type: ignore[union-attr]
+                          f"{fastest.seconds * 1e3:.2f} ms ({fastest.speedup:.1f}x the conv); "  # type: ignore[operator]
+                          f"space: {fastest.space}", style="bold"))
     parts += _solution_renderables(solution)
     _emit(_render(*parts, output=output), output)
 
@@ -299,6 +357,10 @@ def root(
     dilation: Dilation = False,
     fmt: FormatOpt = Format.table,
     output: Output = None,
+    backend: LatBackend = None,
+    measure: Measure = False,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 8,
     version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Compare every operator family for one target conv (the same as `compare`).
@@ -315,7 +377,8 @@ def root(
         raise typer.Exit()
     _check_output(output)
     target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
-    run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output)
+    run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output, backend, measure,
+                device, batch)
 
 
 @app.command("compare")
@@ -332,6 +395,10 @@ def compare_cmd(
     dilation: Dilation = False,
     fmt: FormatOpt = Format.table,
     output: Output = None,
+    backend: LatBackend = None,
+    measure: Measure = False,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 8,
 ) -> None:
     """Compare every operator family against the conventional conv: exact params, MACs, coverage.
 
@@ -339,7 +406,8 @@ def compare_cmd(
     """
     _check_output(output)
     target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
-    run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output)
+    run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output, backend, measure,
+                device, batch)
 
 
 @app.command("solve")
@@ -669,3 +737,30 @@ def plot_cmd(
         target, _ = _target(channels, None, None, kernel, "1", input_size or "14")
         plots.plot_pareto(target, output)
     typer.echo(f"wrote {output}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    backend: Annotated[LatencyBackend, typer.Option("--backend", help="Framework to time.")] = LatencyBackend.torch,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 8,
+) -> None:
+    """Time the standard grid of primitive ops into the latency cache (resumable, safe to interrupt).
+
+    Example: osc-design calibrate --backend torch --batch 8
+    """
+    from .latency import calibrate
+
+    advance, close = _progress(1, f"calibrating {backend.value} on {device.value}")
+    state = {"total": None}
+
+    def progress(done: int, total: int, op: Any, timing: Any) -> None:
+        state["total"] = total
+        advance()
+
+    try:
+        report = calibrate(backend.value, device.value, batch, progress=progress)
+    finally:
+        close()
+    typer.echo(f"{report.measured} ops measured, {report.skipped} already cached, of {report.total}; "
+               f"table {report.table} in {report.path} ({report.seconds:.0f} s)")

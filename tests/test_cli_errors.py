@@ -36,6 +36,16 @@ def _run(args):
          "Invalid value for '--output': '/nonexistent-dir/x.txt' is not a writable file path"),
         (["compare", "--channels", "0", "--kernel", "3"], 2, "0 is not allowed"),
         (["solve", "--channels", "8", "--kernel", "3x3x3"], 2, "'3x3x3' is not a size"),
+        (["--channels", "8", "--kernel", "3", "--objective", "latency"], 2, "--objective latency needs --backend"),
+        (["--channels", "8", "--kernel", "3", "--measure"], 2, "--measure needs --backend torch or jax"),
+        (["--channels", "8", "--kernel", "3", "--backend", "tf"], 2, "Invalid value for '--backend'"),
+        (["calibrate", "--batch", "0"], 2, "0 is not allowed"),
+        (["network"], 2, "give a catalogue network name or --from FILE"),
+        (["network", "resnet18", "--budget-params", "2"], 2, "2.0 is not a fraction in (0, 1]"),
+        (["network", "resnet18", "--option", "p"], 2, "'p' is not KEY=VALUE"),
+        (["verify", "/nonexistent.json"], 2, "is not a readable file"),
+        (["export", "/nonexistent.json", "--to", "onnx"], 2, "Invalid value for '--to'"),
+        (["plot", "scaling", "--output", "x.pdf"], 2, "must end in .png or .svg"),
     ],
 )
 def test_bad_input(args, code, message):
@@ -59,7 +69,7 @@ def test_version_and_help():
     assert code == 0 and "--channels" in out and "Example" in out
 
 
-@pytest.mark.parametrize("command", ["compare", "solve"])
+@pytest.mark.parametrize("command", ["compare", "solve", "verify", "export", "sweep", "network", "plot", "calibrate"])
 def test_every_command_has_help_with_an_example(command):
     code, out, _ = _run([command, "--help"])
     assert code == 0 and "Example" in out
