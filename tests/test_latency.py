@@ -1,0 +1,489 @@
+"""Latency model: the op cache (versioning, rebuild, concurrency, interruption) and the latency objective.
+
+Everything but the one smoke test runs on a fake, deterministic timing function injected as
+``measure_fn``: no real timing, no framework needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from osc_design import Conv2d, InfeasibleDesignError, SpecError, Target, cost_by_node
+from osc_design.compare import compare
+from osc_design.latency import (
+    CACHE_VERSION,
+    CALL_KEY,
+    CacheWarning,
+    LatencyCache,
+    LatencyModel,
+    OpKey,
+    TableKey,
+    Timing,
+    TimingPolicy,
+    calibrate,
+    conv_key,
+    latency_candidates,
+    op_keys,
+    predict,
+    solve_latency,
+    solve_with_budget,
+    standard_grid,
+)
+from osc_design.latency.timing import Context
+from osc_design.solver import pareto_front
+
+ROOT = Path(__file__).resolve().parents[1]
+CALL_S = 2e-5
+BASE_S = 3e-5 + 1e-11 * 64 * 8  # the fake law's tiny baseline conv (8 -> 8, 1 x 1 at 1 x 1, batch 8)
+
+
+# ------------------------------------------------------------------------------ a fake timing law
+def fake_seconds(op: OpKey, batch: int = 8) -> float:
+    """Deterministic latency law with the traits of a real CPU: grouped convs are slow per MAC."""
+    if op.kind == "call":
+        return CALL_S
+    if op.kind == "conv2d":
+        per_mac = {"dense": 1e-11, "depthwise": 8e-11, "grouped": 4e-11}[op.group_class]
+        return 3e-5 + per_mac * op.macs * batch
+    return 1e-5 + 2e-10 * op.work * batch
+
+
+class Recorder:
+    """A measure_fn that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, op: OpKey, ctx: Context) -> Timing:
+        self.calls.append(op.id)
+        s = fake_seconds(op, ctx.batch)
+        return Timing(s, 0.01 * s, 7)
+
+
+def independent_latency(spec, backend: str = "torch", batch: int = 8) -> float:
+    """The fake law applied to the spec's nodes without the latency module's op keys."""
+    sizes = spec.spatial_sizes()
+    per_node = cost_by_node(spec)
+    total, has_conv = 0.0, False
+    for nid in spec.order:
+        node = spec.node_map[nid]
+        if not node.inputs or node.op == "identity":
+            continue
+        if isinstance(node, Conv2d):
+            fan_in = node.in_channels // node.groups
+            cls = "dense" if node.groups == 1 else "depthwise" if fan_in == 1 else "grouped"
+            per_mac = {"dense": 1e-11, "depthwise": 8e-11, "grouped": 4e-11}[cls]
+            t = 3e-5 + per_mac * per_node[nid].macs * batch
+        else:
+            c_in = sum(spec.channels(i) for i in node.inputs)
+            h, w = sizes[node.inputs[0]]
+            if node.op == "channel_shuffle" and node.groups in (1, spec.channels(node.inputs[0])):
+                continue
+            t = 1e-5 + 2e-10 * (c_in + spec.channels(nid)) * h * w * batch
+        if backend == "jax":  # one dispatch, and one thread-pool start for all convs (the tiny conv's cost)
+            total += max(t - (BASE_S if isinstance(node, Conv2d) else CALL_S), 0.0)
+            has_conv = has_conv or isinstance(node, Conv2d)
+        else:
+            total += t
+    return (BASE_S if has_conv and backend == "jax" else CALL_S) + total
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("OSC_DESIGN_CACHE_DIR", str(d))
+    return d
+
+
+def fake_model(backend: str = "torch", **kw) -> LatencyModel:
+    kw.setdefault("measure_fn", Recorder())
+    return LatencyModel(backend, threads=2, **kw)
+
+
+TARGET = Target(32, 32, 5, input_size=8)
+
+
+# -------------------------------------------------------------------------------------------- cache
+def test_cache_file_is_versioned_and_keyed_by_context(cache_dir):
+    m = fake_model(batch=4)
+    p = predict(compare(TARGET, ["depthwise-separable"])[0].spec, m)
+    assert p.measured == 3 and p.cached == 0  # call() and the two convs
+    data = json.loads((cache_dir / "latency.json").read_text())
+    assert data["format"] == "osc-design-latency-cache" and data["version"] == CACHE_VERSION
+    (tid, table), = data["tables"].items()
+    assert table["context"] == {**TableKey.of(m.context).to_dict(), "batch": 4, "threads": 2}
+    assert tid == m.table_key.id and "batch4" in tid and "threads2" in tid and "float32" in tid
+    assert set(table["ops"]) >= {CALL_KEY.id}
+    # another batch, thread count or dtype is another table: nothing is reused across contexts
+    for kw in ({"batch": 8}, {"threads": 1}, {"dtype": "bfloat16"}):
+        other = LatencyModel("torch", **{"threads": 2, **kw}, measure_fn=Recorder())
+        assert other.table_key.id != m.table_key.id
+        assert other.known() == {}
+    # the backend version is part of the key
+    assert TableKey.of(m.context, version="0.0.1").id != m.table_key.id
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "osc-design-latency-cache", "version": CACHE_VERSION + 1, "tables": {}}), "version"),
+    (json.dumps({"format": "osc-design-latency-cache", "version": 0, "tables": {}}), "version"),
+    (json.dumps([1, 2, 3]), "not an osc-design latency cache"),
+    (json.dumps({"format": "osc-design-latency-cache", "version": CACHE_VERSION,
+                 "tables": {"t": {"ops": {"x": {"op": {}, "median": "fast", "spread": 0, "runs": 1}}}}}),
+     "malformed"),
+])
+def test_corrupt_or_stale_file_is_rebuilt_with_a_warning(cache_dir, content, reason):
+    path = cache_dir / "latency.json"
+    _write(path, content)
+    with pytest.warns(CacheWarning, match=reason) as rec:
+        cache = LatencyCache()
+    assert "rebuilt" in str(rec[0].message) and str(path) in str(rec[0].message)
+    data = json.loads(path.read_text())  # rebuilt at once, as a valid empty cache
+    assert data == {"format": "osc-design-latency-cache", "version": CACHE_VERSION, "tables": {}}
+    assert cache.tables() == []
+    # and it works afterwards, without another warning
+    m = fake_model(cache=cache)
+    assert predict(compare(TARGET, ["conv"])[0].spec, m).measured == 2
+    assert len(LatencyCache().table(m.table_key)) == 2
+
+
+def test_file_corrupted_between_writes_is_rebuilt_on_write(cache_dir):
+    m = fake_model()
+    predict(compare(TARGET, ["conv"])[0].spec, m)
+    (cache_dir / "latency.json").write_text('{"format": "osc-design-latency-cache", "vers')
+    with pytest.warns(CacheWarning, match="not valid JSON"):
+        m.cache.add(m.table_key, {conv_key(8, 8, 3, 5): Timing(1e-3, 0.0, 1)})
+    assert list(LatencyCache().table(m.table_key)) == [conv_key(8, 8, 3, 5).id]
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from osc_design.latency import LatencyCache, TableKey, Timing, conv_key
+    from osc_design.latency.timing import Context
+    tag, n = int(sys.argv[1]), int(sys.argv[2])
+    cache = LatencyCache()
+    key = TableKey.of(Context("torch", threads=1), version="test")
+    for i in range(n):
+        cache.add(key, {conv_key(8 + i, 8 * tag, 3, 5): Timing(1e-3 * tag, 0.0, 1)})
+    print("done", flush=True)
+""")
+
+
+def _spawn(args: list[str], cache_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "OSC_DESIGN_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", _WRITER, *args], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_writing_at_once_lose_nothing(cache_dir):
+    n = 40
+    procs = [_spawn(["1", str(n)], cache_dir), _spawn(["2", str(n)], cache_dir)]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    cache = LatencyCache()
+    ops = cache.table(TableKey.of(Context("torch", threads=1), version="test"))
+    assert len(ops) == 2 * n  # every entry of both writers, none lost to a race
+    assert {e["median"] for e in ops.values()} == {1e-3, 2e-3}
+    assert not list(cache_dir.glob("*.tmp"))
+
+
+def test_killed_writer_leaves_a_valid_file(cache_dir):
+    p = _spawn(["3", "100000"], cache_dir)
+    path = cache_dir / "latency.json"
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=30)
+    data = json.loads(path.read_text())  # the old or the new file, never a torn one
+    (table,) = data["tables"].values()
+    assert len(table["ops"]) >= 1
+    cache = LatencyCache()  # loads without a CacheWarning (pytest turns warnings into errors)
+    assert cache.tables()
+    cache.add(TableKey.of(Context("torch", threads=1), version="test"), {conv_key(4, 4, 1, 1): Timing(1.0, 0.0, 1)})
+    assert not list(cache_dir.glob("*.tmp"))  # a killed writer's temporary file is cleaned up by the next one
+
+
+def test_calibrate_interrupted_then_resumed(cache_dir):
+    grid = [conv_key(c, c, k, s) for c in (8, 16) for k in (1, 3) for s in (4, 8)]
+    seen: list[tuple[int, int, str, bool]] = []
+
+    def stop_after_5(done, total, op, timing):
+        seen.append((done, total, op.id, timing is None))
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        calibrate("torch", batch=2, threads=1, grid=grid, progress=stop_after_5, measure_fn=Recorder(),
+                  flush_every=3)
+    total = len(grid) + 2  # + the call() overhead and the baseline conv
+    assert [s[0] for s in seen] == [1, 2, 3, 4, 5] and seen[0][1] == total
+    key = TableKey.of(Context("torch", batch=2, threads=1))
+    done = LatencyCache().table(key)
+    assert len(done) == 5  # everything measured before the interrupt was written, in a valid file
+    rec = Recorder()
+    report = calibrate("torch", batch=2, threads=1, grid=grid, measure_fn=rec)
+    assert (report.skipped, report.measured, report.total) == (5, total - 5, total)
+    assert not set(rec.calls) & set(done)  # cached ops were not measured again
+    assert len(LatencyCache().table(key)) == total
+
+
+def test_standard_grid_covers_the_primitive_ops():
+    grid = standard_grid()
+    kinds = {k.kind for k in grid}
+    assert kinds == {"conv2d", "channel_shuffle", "permute", "slice", "concat", "add", "shift"}
+    classes = {k.group_class for k in grid if k.kind == "conv2d"}
+    assert classes == {"dense", "depthwise", "grouped"}
+    assert max(k.macs for k in grid) <= 400_000_000
+    assert len({k.id for k in grid}) == len(grid)
+
+
+# ------------------------------------------------------------------------------------------ keys
+def test_op_keys_follow_the_spec_at_real_shapes():
+    spec = compare(Target(16, 16, 3, stride=2, input_size=9), ["bsconv-s"])[0].spec
+    keys = [k for _, k in op_keys(spec) if k is not None]
+    assert [k.kind for k in keys] == ["conv2d"] * len(spec.convs)
+    first = keys[0]
+    assert (first["h"], first["w"]) == (9, 9)
+    assert sum(k.macs for k in keys) == sum(c.macs for c in cost_by_node(spec).values())
+    assert OpKey.from_dict(first.to_dict()) == first
+    with pytest.raises(SpecError, match="input size"):
+        op_keys(compare(Target(16, 16, 3), ["conv"])[0].spec)
+    with pytest.raises(SpecError, match="unknown op kind"):
+        OpKey("matmul", ())
+
+
+# ------------------------------------------------------------------------------------- the model
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_prediction_composes_op_timings(cache_dir, backend):
+    m = fake_model(backend)
+    for d in compare(TARGET):
+        p = predict(d.spec, m)
+        assert p.seconds == pytest.approx(independent_latency(d.spec, backend), rel=1e-12)
+        assert p.cached + p.measured + p.interpolated == sum(o.source != "free" for o in p.ops)
+        assert p.spread == pytest.approx(math.sqrt(sum(o.spread ** 2 for o in p.ops)))
+
+
+def test_provenance_measured_then_cached_then_interpolated(cache_dir):
+    spec = compare(TARGET, ["depthwise-separable"])[0].spec
+    rec = Recorder()
+    first = predict(spec, fake_model(measure_fn=rec))
+    assert (first.cached, first.measured, first.interpolated) == (0, 3, 0)
+    again = predict(spec, fake_model(measure_fn=rec))  # a new model reads the cache file
+    assert (again.cached, again.measured, again.interpolated) == (3, 0, 0)
+    assert len(rec.calls) == 3 and again.seconds == first.seconds
+    # another input size: unseen ops; the interpolating model estimates them from the table's convs
+    other = compare(Target(32, 32, 5, input_size=12), ["depthwise-separable"])[0].spec
+    inter = predict(other, fake_model(measure_fn=rec, on_miss="interpolate"))
+    assert (inter.cached, inter.measured, inter.interpolated) == (1, 0, 2)
+    assert len(rec.calls) == 3
+    with pytest.raises(InfeasibleDesignError, match="on_miss"):
+        predict(other, fake_model(measure_fn=rec, on_miss="error"))
+
+
+def test_interpolation_is_exact_for_a_power_law_and_measures_unknown_kinds(cache_dir):
+    def law(op: OpKey, ctx: Context) -> float:
+        return 1e-9 * op.work ** 0.9 if op.kind != "call" else CALL_S
+
+    grid = [conv_key(c, c, 3, s) for c in (16, 64, 256) for s in (7, 28)]
+    calibrate("torch", threads=2, grid=grid, measure_fn=law)
+    m = fake_model(on_miss="interpolate", measure_fn=law)
+    for c, s in ((32, 14), (128, 10), (512, 28)):
+        op = conv_key(c, c, 3, s)
+        t, src = m.lookup(op)
+        assert src == "interpolated"
+        assert t.median == pytest.approx(law(op, m.context), rel=0.02)
+    # no op of this kind in the table: measured instead of guessed
+    shift = OpKey("shift", (("channels", 8), ("h", 4), ("w", 4)))
+    assert m.lookup(shift)[1] == "measured"
+
+
+def test_model_rejects_bad_arguments(cache_dir):
+    with pytest.raises(SpecError, match="on_miss"):
+        LatencyModel("torch", on_miss="guess")
+    with pytest.raises(SpecError, match="device"):
+        LatencyModel("torch", device="tpu")
+    with pytest.raises(SpecError, match="batch"):
+        LatencyModel("torch", batch=0)
+    with pytest.raises(SpecError, match="dtype"):
+        LatencyModel("torch", dtype="int8")
+    with pytest.raises(SpecError, match="LatencyModel"):
+        predict(compare(TARGET, ["conv"])[0].spec, "torch")
+    with pytest.raises(SpecError, match="Timing or seconds"):
+        predict(compare(TARGET, ["conv"])[0].spec, fake_model(measure_fn=lambda op, ctx: "fast"))
+
+
+# --------------------------------------------------------------------------------- the objective
+@functools.lru_cache(maxsize=None)
+def independent_space(target: Target, max_stages: int | None = None) -> list:
+    """The documented candidate space, rebuilt here: full-coverage family designs + the OSC Pareto front."""
+    fam = [d.spec for d in compare(target) if d.coverage.full and (
+        d.family == "conv" or max_stages is None or d.stages <= max_stages)]
+    return fam + [s.spec for s in pareto_front(target, max_stages=max_stages)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("target, max_stages", [
+    (TARGET, None),
+    (Target(16, 24, 3, stride=2, input_size=9), None),
+    (Target(32, 32, 7, input_size=10), 3),
+])
+def test_solve_latency_is_the_argmin_over_the_stated_space(cache_dir, backend, target, max_stages):
+    sol = solve_latency(target, backend=backend, threads=2, max_stages=max_stages, measure_fn=Recorder())
+    space = independent_space(target, max_stages)
+    assert [c.spec for c in sol.candidates] == space
+    expected = min(independent_latency(s, backend) for s in space)
+    assert sol.seconds == pytest.approx(expected, rel=1e-12)
+    assert sol.coverage.full
+    assert sol.seconds <= sol.conv.seconds and sol.speedup >= 1.0
+    assert sol.conv.name == "conv" and sol.conv.spec.family == "conv"
+    assert max_stages is None or all(c.stages <= max_stages or c.name == "conv" for c in sol.candidates)
+    assert f"{len(space)} candidates" in sol.space and "Pareto" in sol.space
+    assert {n for n, _ in sol.excluded} >= {d.family for d in compare(target) if not d.coverage.full}
+    assert sum(sol.provenance.values()) > 0 and sol.name in sol.table()
+
+
+def test_conv_is_always_a_candidate(cache_dir):
+    sol = solve_latency(TARGET, families=["bsconv-u"], threads=2, measure_fn=Recorder())
+    assert [c.name for c in sol.candidates if c.source == "family"] == ["conv", "bsconv-u"]
+    cands, excluded = latency_candidates(TARGET, families=["bsconv-u"], pareto=False)
+    assert [c.name for c in cands] == ["conv", "bsconv-u"] and excluded == []
+    assert all(c.prediction is None for c in cands)
+
+
+BUDGET_TARGET = Target(64, 64, 5, input_size=8)
+
+
+@pytest.mark.parametrize("fraction", [0.28, 0.4, 0.6])
+def test_budget_smallest_params_within_latency(cache_dir, fraction):
+    target = BUDGET_TARGET
+    sol = solve_with_budget(target, "params", latency_at_most=fraction, threads=2, measure_fn=Recorder())
+    space = independent_space(target)
+    conv = independent_latency(space[0])
+    ok = [s for s in space if independent_latency(s) <= fraction * conv]
+    assert sol.feasible == len(ok) and ok
+    assert sol.cost.params == min(s_cost for s_cost in (cost_by_node_sum(s) for s in ok))
+    assert sol.seconds <= fraction * sol.conv.seconds == pytest.approx(sol.budgets["latency_s"])
+    assert sol.objective == "params"
+
+
+def cost_by_node_sum(spec) -> int:
+    return sum(c.params for c in cost_by_node(spec).values())
+
+
+def test_budget_other_objectives_and_infeasible(cache_dir):
+    target = BUDGET_TARGET
+    space = independent_space(target)
+    # fastest design within a params budget
+    limit = 5_000
+    sol = solve_with_budget(target, "latency", params_at_most=limit, threads=2, measure_fn=Recorder())
+    ok = [s for s in space if cost_by_node_sum(s) <= limit]
+    assert sol.cost.params <= limit
+    assert sol.seconds == pytest.approx(min(independent_latency(s) for s in ok), rel=1e-12)
+    # fewest MACs, no latency involved: no model is built, nothing is timed
+    rec = Recorder()
+    sol = solve_with_budget(target, "macs", params_at_most=limit, measure_fn=rec)
+    assert sol.prediction is None and rec.calls == []
+    assert sol.cost.macs == min(sum(c.macs for c in cost_by_node(s).values()) for s in ok)
+    with pytest.raises(InfeasibleDesignError, match="fastest candidate"):
+        solve_with_budget(target, "params", latency_at_most=0.2, threads=2, measure_fn=Recorder())
+    with pytest.raises(InfeasibleDesignError, match="smallest candidate"):
+        solve_with_budget(target, "params", params_at_most=10, measure_fn=Recorder())
+    for kw in ({"minimise": "energy"}, {"latency_at_most": -1.0}, {"params_at_most": 1.5},
+               {"macs_at_most": True}, {"max_stages": 0}):
+        with pytest.raises(SpecError):
+            solve_with_budget(target, **kw, measure_fn=Recorder())
+    with pytest.raises(SpecError, match="input size"):
+        solve_latency(Target(64, 64, 7), measure_fn=Recorder())
+
+
+# ------------------------------------------------------------------------------------ timing
+class FakeClock:
+    """``perf_counter`` that advances only when the timed function runs (by the durations given)."""
+
+    def __init__(self, durations: list[float]) -> None:
+        self.now, self.durations = 0.0, list(durations)
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def run(self) -> None:
+        self.now += self.durations.pop(0)
+
+
+def test_time_callable_median_spread_and_min(monkeypatch):
+    from osc_design.latency import timing
+
+    clock = FakeClock([9.0] + [3.0, 2.0, 1.5, 4.0, 100.0])  # one warm-up call, then 5 timed ones
+    monkeypatch.setattr(timing, "time", clock)
+    t = timing.time_callable(clock.run, TimingPolicy(warmup=1, min_runs=5, max_runs=5, budget_s=0.0))
+    assert (t.median, t.spread, t.runs, t.best) == (3.0, 2.0, 5, 1.5)  # the warm-up is not timed; IQR 4 - 2
+    assert (t.value("median"), t.value("min")) == (3.0, 1.5)
+    # the budget: past min_runs, calls go on only while under budget_s
+    clock = FakeClock([1.0] * 10)
+    monkeypatch.setattr(timing, "time", clock)
+    t = timing.time_callable(clock.run, TimingPolicy(warmup=0, min_runs=2, max_runs=10, budget_s=3.5))
+    assert t.runs == 4
+    for bad in ({"warmup": -1}, {"min_runs": 0}, {"max_runs": 2, "min_runs": 3}, {"budget_s": -1.0},
+                {"budget_s": True}):
+        with pytest.raises(SpecError):
+            TimingPolicy(**bad)
+
+
+def test_model_statistic_min(cache_dir):
+    class HalfBest(Recorder):
+        def __call__(self, op, ctx):
+            t = super().__call__(op, ctx)
+            return Timing(t.median, t.spread, t.runs, 0.5 * t.median)
+
+    spec = compare(TARGET, ["bsconv-s"])[0].spec
+    med = predict(spec, fake_model(measure_fn=HalfBest()))
+    low = predict(spec, fake_model(measure_fn=Recorder(), statistic="min"))  # from the cache: nothing measured
+    assert low.cached == med.measured and low.seconds == pytest.approx(0.5 * med.seconds)
+    entry = next(iter(LatencyCache().table(low_key(low)).values()))
+    assert entry["min"] == pytest.approx(0.5 * entry["median"])
+    with pytest.raises(SpecError, match="statistic"):
+        fake_model(statistic="mean")
+
+
+def low_key(p) -> TableKey:
+    return TableKey.of(p.context)
+
+
+# ------------------------------------------------------------------------------------ hygiene
+def test_import_does_not_load_a_framework():
+    code = ("import sys, osc_design.latency, osc_design.latency.objective; "
+            "print(sorted(m for m in ('torch', 'jax', 'flax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
+
+
+def test_smoke_real_timing_torch(cache_dir):
+    pytest.importorskip("torch")
+    from osc_design.latency import measure
+
+    spec = compare(Target(8, 8, 3, input_size=6), ["depthwise-separable"])[0].spec
+    policy = TimingPolicy(warmup=1, min_runs=3, max_runs=3, budget_s=0.0)
+    got = measure(spec, "torch", batch=2, threads=1, policy=policy)
+    assert got.runs == 3 and 0 < got.seconds < 1 and got.spread >= 0
+    p = predict(spec, LatencyModel("torch", batch=2, threads=1, policy=policy))
+    assert p.measured == 3 and 0 < p.seconds < 1
