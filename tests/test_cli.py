@@ -134,7 +134,7 @@ def test_network_command(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["format"] == "osc-design.network-plan" and doc["totals"]["total_params"]["after"] == 44_996
     r = run("network", "cifar-resnet20", "--policy", "bsconv-u")
-    assert "1x1 conv: no separable design has fewer weights" in r.stdout
+    assert "1x1 conv: bsconv-u separates the kernel window" in r.stdout
     r = runner.invoke(app, ["network", "resnet1000"])
     assert r.exit_code == 2 and "'resnet1000' is not in the catalogue" in r.stderr
     r = runner.invoke(app, ["network", "cifar-resnet20", "--policy", "bsconv-u", "--budget-params", "0.01"])

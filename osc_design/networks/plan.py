@@ -6,9 +6,10 @@ and biases (``total_params``), MACs are the padding-inclusive convention at each
 Budgets are fractions of the planned convolutions' original totals.
 
 Layers that no design improves stay as they are and say why: depthwise convolutions (already
-separable), dilated ones, and layers where the chosen family does not save parameters or cannot be
-built (most families cannot improve a 1x1 conv; ``osc`` can, by a chain of grouped 1x1 convs with
-shuffles, which is where most of a ResNet-50's parameters sit). A grouped convolution is planned per group and lifted
+separable), dilated ones, 1x1 convolutions under a spatial family (as BSConv's replacer does; only
+``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with shuffles, which is where most
+of a ResNet-50's parameters sit), and layers where the chosen family does not save parameters or
+cannot be built. A grouped convolution is planned per group and lifted
 back (:func:`osc_design.transform.lift_groups`).
 
 Budgeted selection is a multiple-choice knapsack over each layer's candidates (the original conv
@@ -152,7 +153,13 @@ def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> Candidate:
     return Candidate(choice, spec, cost(spec), cov)
 
 
-def _why_kept(layer: ConvLayer) -> str | None:
+CHANNEL_SEPARATING = ("osc", "osc-2")
+"""Policies that also slim 1x1 convolutions (chains of grouped 1x1 convs with shuffles)."""
+
+
+def _why_kept(layer: ConvLayer, policy: str) -> str | None:
+    if layer.kernel_size == (1, 1) and policy not in CHANNEL_SEPARATING:
+        return f"1x1 conv: {policy} separates the kernel window, which a 1x1 conv does not have (osc can slim it)"
     if layer.groups == layer.in_channels and layer.in_channels > 1:
         return "depthwise conv: already separable"
     if layer.dilation != (1, 1):
@@ -228,7 +235,7 @@ def plan_network(
             progress(layer.name)
         before = _original(layer)
         keep = Candidate("keep", None, before, 1.0)
-        reason = _why_kept(layer)
+        reason = _why_kept(layer, policy)
         if reason is not None:
             plans.append((layer, before, [keep], reason))
             continue
@@ -263,8 +270,7 @@ def plan_network(
         if why:
             reason = why
         elif pick.spec is None and not budgeted:
-            reason = (f"1x1 conv: {policy} has no design with fewer weights" if layer.kernel_size == (1, 1)
-                      else f"{policy} saves no parameters here")
+            reason = f"{policy} saves no parameters here"
         elif pick.spec is None:
             reason = "kept by the budget optimiser"
         else:
