@@ -79,3 +79,41 @@ def test_free_depth_is_never_worse_and_bounded():
         assert free.cost.params <= two.cost.params
         assert coverage(free.spec).full
         assert free.certificate.bound <= free.cost.params
+
+
+def brute_force_chain(c_in, c_out, kh, kw, n_max):
+    """Cheapest chain of at most ``n_max`` stages meeting the necessary conditions, by exhaustive relaxation.
+
+    State after a stage: (channel reach = product of fan-ins capped at C_in, height span, width span).
+    Every stage maps to C_out channels (the solver's default internal width) with groups dividing both widths.
+    """
+    best = None
+    frontier = {(1, 1, 1): 0}  # before any stage: reach 1, spans 1
+    for depth in range(n_max):
+        width_in = c_in if depth == 0 else c_out
+        groups = [g for g in _divisors(width_in) if c_out % g == 0]
+        nxt = {}
+        for (reach, sh, sw), spent in frontier.items():
+            for g in groups:
+                n = width_in // g
+                for a in range(1, kh + 1):
+                    for b in range(1, kw + 1):
+                        state = (min(c_in, reach * n), min(kh, sh + a - 1), min(kw, sw + b - 1))
+                        total = spent + c_out * n * a * b
+                        if total < nxt.get(state, float("inf")):
+                            nxt[state] = total
+        frontier = nxt
+        done = frontier.get((c_in, kh, kw))
+        if done is not None and (best is None or done < best):
+            best = done
+    return best
+
+
+@pytest.mark.parametrize("n_max", [3, 4])
+def test_deeper_chains_equal_brute_force_on_a_sample(n_max):
+    rng = random.Random(n_max)
+    for _ in range(60):
+        c_in, c_out, kh, kw = rng.randint(1, 16), rng.randint(1, 16), rng.randint(1, 4), rng.randint(1, 4)
+        sol = solve(Target(c_in, c_out, (kh, kw)), max_stages=n_max)
+        assert sol.cost.params == brute_force_chain(c_in, c_out, kh, kw, n_max), (c_in, c_out, kh, kw)
+        assert coverage(sol.spec).full and sol.spec.stages <= n_max
