@@ -1,6 +1,13 @@
-"""Solver speed: single solves over C <= 4096, K <= 51 (median, p90) and a sweep of random targets.
+"""Solver speed: uncached single solves (median, p90, max) and a sweep of random targets.
 
-Run: python benchmarks/bench_solver.py [n_single] [n_sweep]
+Run: ``python benchmarks/bench_solver.py [n_single] [n_sweep]`` (defaults 300 and 10,000).
+
+Targets: ``C_in, C_out`` uniform in 1..4096 or drawn from usual CNN widths (16..4096), kernel side
+uniform in 1..51, stride 1 unless stated. Each single solve starts from empty caches. ``search`` is
+the solve with ``verify="none"`` (the model's coverage), ``verified`` the default (exact verifier on
+the returned design). The sweep uses ``verify="fast"`` (the per-group computation, equal to the
+verifier on these chains), and for comparison the default on a fifth of it. Everything runs on one
+core (pure Python; the verifier's numpy bit operations are single-threaded).
 """
 
 from __future__ import annotations
@@ -9,35 +16,90 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
-from osc_design import Target
-from osc_design.solver import _solve_cached, solve
+from osc_design import Target, coverage
+from osc_design.solver import _fast_coverage, _model_coverage, _rem_bound, _solve_cached, solve
+
+USUAL = [16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024, 1280, 1536, 2048, 3072, 4096]
+
+
+def clear() -> None:
+    _solve_cached.cache_clear()
+    _rem_bound.cache_clear()
+
+
+def timed(targets: list[Target], **options) -> list[float]:
+    out = []
+    for t in targets:
+        clear()
+        t0 = time.perf_counter()
+        solve(t, **options)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def report(label: str, times: list[float]) -> None:
+    times = sorted(times)
+    p90 = times[int(0.9 * len(times))]
+    print(f"  {label:<58} median {statistics.median(times) * 1e3:7.1f} ms   p90 {p90 * 1e3:7.1f} ms"
+          f"   max {times[-1] * 1e3:8.1f} ms   (n={len(times)})")
+
+
+def draw(rng: random.Random, n: int, channels: Callable[[], int], kernels: Callable[[], int],
+         stride: int = 1) -> list[Target]:
+    out = []
+    for _ in range(n):
+        k = kernels()
+        out.append(Target(channels(), channels(), k, stride=min(stride, k)))
+    return out
 
 
 def main() -> None:
-    n_single = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    n_single = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     n_sweep = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
     rng = random.Random(0)
-    for label, kwargs in (("osc (free depth)", {}), ("osc-2", {"max_stages": 2})):
-        times = []
-        for _ in range(n_single):
-            c_in, c_out = rng.randint(1, 4096), rng.randint(1, 4096)
-            k = rng.choice([1, 3, 5, 7, 9, 13, 31, 51])
-            _solve_cached.cache_clear()
+    uniform_c = lambda: rng.randint(1, 4096)  # noqa: E731
+    usual_c = lambda: rng.choice(USUAL)  # noqa: E731
+    any_k = lambda: rng.randint(1, 51)  # noqa: E731
+    small_k = lambda: rng.choice([3, 5, 7])  # noqa: E731
+
+    print("single solves, uncached (C <= 4096, K <= 51):")
+    uniform = draw(rng, n_single, uniform_c, any_k)
+    usual = draw(rng, n_single, usual_c, any_k)
+    report("osc, C uniform, search only", timed(uniform, verify="none"))
+    report("osc, C uniform, verified", timed(uniform))
+    report("osc, usual widths, search only", timed(usual, verify="none"))
+    report("osc, usual widths, verified", timed(usual))
+    report("osc-2 (max_stages=2), usual widths, verified", timed(usual, max_stages=2))
+    strided = draw(rng, n_single // 3, usual_c, small_k, stride=2)
+    report("osc, usual widths, K in 3,5,7, stride 2, verified", timed(strided))
+    report("osc, usual widths, K in 3,5,7, stride 2, objective macs",
+           timed([t.with_input_size(28) for t in strided], objective="macs"))
+    dilated = draw(rng, max(10, n_single // 10), lambda: rng.choice(USUAL[:12]), small_k)
+    report("osc, dilation, widths <= 512, K in 3,5,7, verified", timed(dilated, dilation=True))
+
+    print("verification of the returned design, 4096 -> 4096, K = 51 (8 stages):")
+    sol = solve(Target(4096, 4096, 51), verify="none")
+    for name, fn in (("exact verifier coverage()", lambda: coverage(sol.spec)),
+                     ("per-group equivalent (verify='fast')", lambda: _fast_coverage(sol.spec.target, sol.stages)),
+                     ("model only (verify='none')", lambda: _model_coverage(sol.spec.target, sol.stages))):
+        runs = []
+        for _ in range(5):
             t0 = time.perf_counter()
-            solve(Target(c_in, c_out, k), **kwargs)
-            times.append(time.perf_counter() - t0)
-        times.sort()
-        print(f"{label:<18} single solves (uncached, C <= 4096, K <= 51): median {statistics.median(times) * 1e3:.1f} ms, "
-              f"p90 {times[int(0.9 * len(times))] * 1e3:.1f} ms, max {times[-1] * 1e3:.1f} ms over {n_single}")
-    targets = [Target(rng.randint(1, 1024), rng.randint(1, 1024), rng.choice([1, 3, 5, 7])) for _ in range(n_sweep)]
-    _solve_cached.cache_clear()
-    t0 = time.perf_counter()
-    for t in targets:
-        solve(t)
-    elapsed = time.perf_counter() - t0
-    print(f"sweep of {n_sweep} random targets (C <= 1024, K in 1,3,5,7, free depth): {elapsed:.1f} s "
-          f"({elapsed / n_sweep * 1e3:.2f} ms each)")
+            fn()
+            runs.append(time.perf_counter() - t0)
+        print(f"  {name:<58} median {statistics.median(runs) * 1e3:7.1f} ms")
+
+    sweep = draw(rng, n_sweep, uniform_c, any_k)
+    for verify, targets in (("fast", sweep), ("full", sweep[: max(1, n_sweep // 5)])):
+        clear()
+        t0 = time.perf_counter()
+        for t in targets:
+            solve(t, verify=verify)
+        elapsed = time.perf_counter() - t0
+        print(f"sweep of {len(targets):,} random targets (C uniform <= 4096, K <= 51, verify={verify!r}): "
+              f"{elapsed:.1f} s ({elapsed / len(targets) * 1e3:.2f} ms each)")
 
 
 if __name__ == "__main__":

@@ -458,14 +458,10 @@ def test_model_statistic_min(cache_dir):
     med = predict(spec, fake_model(measure_fn=HalfBest()))
     low = predict(spec, fake_model(measure_fn=Recorder(), statistic="min"))  # from the cache: nothing measured
     assert low.cached == med.measured and low.seconds == pytest.approx(0.5 * med.seconds)
-    entry = next(iter(LatencyCache().table(low_key(low)).values()))
+    entry = next(iter(LatencyCache().table(TableKey.of(low.context)).values()))
     assert entry["min"] == pytest.approx(0.5 * entry["median"])
     with pytest.raises(SpecError, match="statistic"):
         fake_model(statistic="mean")
-
-
-def low_key(p) -> TableKey:
-    return TableKey.of(p.context)
 
 
 # ------------------------------------------------------------------------------------ hygiene
