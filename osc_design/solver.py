@@ -62,7 +62,9 @@ optimal. Prunings that keep it exact:
 1. Per spatial state, entries are Pareto-filtered over (reach, cost): more reach never hurts.
 2. Branch and bound: a state is dropped when its cost plus a relaxation bound for the rest (below)
    exceeds an upper bound; the upper bound grows (from the certificate's bound) until a design is
-   found, and any design within the bound survives, so the first design found is optimal.
+   found, and any design within the bound survives, so the first design found is optimal. For
+   ``params`` with dilation or a stride, the optimum of a smaller space (no dilation; the stride on
+   the last stage, i.e. the unstrided chain) is a design of this one and caps the upper bound.
 3. ``params`` without dilation, rectangular kernels: along an axis all stages on the same side of the
    stride have the same tap step, so the cost is linear in each of their kernel sizes for fixed
    fan-ins; moving a span to the stage with the smallest weight never costs more. Hence at most one
@@ -91,9 +93,10 @@ Write ``v_i = n_i * kh_i * kw_i`` (the stage's "volume"). Along an axis the foot
 ``prod_i v_i >= V = C_in * Kh * Kw`` for every valid design, with or without dilation or stride
 (``C_in * max(Kh, Kw)^2`` for square kernels; ``lambda`` times ``C_in Kh Kw`` when only a fraction
 ``lambda`` of the volume must be covered, since the covered fraction is
-``(reach / C_in) * (taps_h / Kh) * (taps_w / Kw)``). With stage widths ``C_i`` and ``v_i >= 1``, the
-minimum of ``sum_i C_i v_i`` under ``prod_i v_i >= V`` (weighted AM-GM; water-filling when some
-``v_i`` sit at 1) bounds every ``N``-stage design. For equal widths ``C`` it is ``N C V^(1/N)``
+``(reach / C_in) * (taps_h / Kh) * (taps_w / Kw)``). With stage widths ``C_i`` and
+``v_i >= L_i = C_{i-1} / gcd(C_{i-1}, C_i)`` (the smallest fan-in a stage can have), the minimum of
+``sum_i C_i v_i`` under ``prod_i v_i >= V`` (weighted AM-GM; water-filling when some ``v_i`` sit at
+their floor) bounds every ``N``-stage design. For equal widths ``C`` it is ``N C V^(1/N)``
 when ``V^(1/N) >= 1``: for ``N = 2``, ``2 C_out sqrt(C_in Kh Kw)``, which is the paper's
 ``2 C^{3/2} K`` for ``C_in = C_out = C``, ``K x K``. Minimising ``N C (C K^2)^{1/N}`` over real
 ``N`` gives ``N* = ln(C K^2)`` and ``e C ln(C K^2)`` (the abstract's ``O(C log(C K^2))``); the
@@ -104,8 +107,8 @@ Without dilation (full coverage) spans only add: along an axis ``sum (k_i - 1)``
 the stride plus ``s * sum (k_i - 1)`` over stages after it must reach ``K - 1``. For fixed fan-ins
 the cost is linear in each ``k_i``, so in the relaxation one stage takes the whole span, with kernel
 weight at least ``1 + (K - 1) / s``, alone or shared with the other axis. Water-filling the fan-ins
-``n_i >= 1`` against these weights (``prod n_i >= C_in``) gives a second valid bound; the larger one
-is used. This is where integer reality and the lack of dilation bite: a spatial stage cannot have a
+``n_i >= L_i`` against these weights (``prod n_i >= C_in``) gives a second valid bound; the larger
+one is used. This is where integer reality and the lack of dilation bite: a spatial stage cannot have a
 fan-in below 1, so for large ``K`` a design pays about ``C_out (Kh + Kw)`` for space plus
 ``e C_out ln C_in`` for channels, far above ``e C ln(C K^2)``; with dilation the integer optimum
 comes within a few percent of the product bound. The remaining gaps come from divisibility (fan-ins
@@ -803,8 +806,10 @@ class _Search:
         pruning = self.rho > 0 and ub_hint > 0 and math.isfinite(ub_hint)
         factors = (1.0 + 1e-9, 1.03, 1.08, 1.2, 1.5, 2.5, 6.0)
         schedule = [ub_hint * f for f in factors] + [_INF] if pruning else [_INF]
-        if known < _INF and not exact_n:  # the cost of a design known to be in the space ends the schedule
-            schedule = [u for u in schedule if u < known] + [known * (1 + 1e-9)]
+        if known < _INF and not exact_n:
+            # the cost of a design known to be in the space ends the schedule (and replaces the passes
+            # just below it, which would cost nearly as much and might fail)
+            schedule = [u for u in schedule if u < known / 1.1] + [known * (1 + 1e-9), _INF]
         finals: dict[int, tuple[float, tuple]] = {}
         for ub in schedule:
             self._layers = []
@@ -859,7 +864,68 @@ def _waterfill_low(weights: Sequence[float], lows: Sequence[int], V: int | float
     return _waterfill(scaled, V / prod_low)
 
 
+def _position_class(N: int, i: int) -> str:
+    return "first" if i == 0 else ("last" if i == N - 1 else "mid")
+
+
 @lru_cache(maxsize=16384)
+def _bound_parts(target: Target, N: int, widths: tuple[int, ...] | int | None, square: bool, dilated: bool,
+                 lam: float) -> tuple[float, dict[tuple[str, ...], float]]:
+    """The two relaxations for ``N`` stages: the product bound, and the additive bound per layout.
+
+    Layout keys name where the spans sit by position class (``first``, ``mid``, ``last``), so that
+    for internal widths that do not depend on the stage, a layout means the same for every ``N``.
+    """
+    c = _stage_widths(target, N, widths)
+    lows = _stage_lows(target, N, widths)
+    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
+    cin = target.in_channels
+    spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
+    V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
+    prod = _waterfill_low(c, lows, V)
+    layouts: dict[tuple[str, ...], float] = {}
+    if lam < 1.0 or dilated:
+        return prod, layouts
+    weights = [1 + (K - 1) / s for K, s in ((kh, sh), (kw, sw)) if K > 1]
+    if not weights:
+        return prod, layouts
+    if all(w == int(w) for w in weights):
+        weights = [int(w) for w in weights]
+    # positions of one class are interchangeable when their (width, smallest fan-in) agree
+    reps: dict[tuple, list[int]] = {}
+    for i in range(N):
+        cls = (_position_class(N, i), c[i], lows[i]) if isinstance(widths, tuple) else (_position_class(N, i),)
+        if len(reps.setdefault(cls, [])) < 2:
+            reps[cls].append(i)
+    one = sorted(v[0] for v in reps.values())
+    two = sorted(i for v in reps.values() for i in v)
+    if len(weights) == 1:
+        for j in one:
+            w = list(c)
+            w[j] *= weights[0]
+            tag = str(j) if isinstance(widths, tuple) else ""
+            layouts[("one", _position_class(N, j), tag)] = _waterfill_low(w, lows, cin)
+        return prod, layouts
+    for j in one:  # one stage takes both spans
+        w = list(c)
+        w[j] *= weights[0] * weights[1]
+        tag = str(j) if isinstance(widths, tuple) else ""
+        layouts[("joint", _position_class(N, j), tag)] = _waterfill_low(w, lows, cin)
+    for i in two:  # two stages take one span each
+        for j in two:
+            if i == j:
+                continue
+            key = ("split", _position_class(N, i), _position_class(N, j),
+                   f"{i},{j}" if isinstance(widths, tuple) else "")
+            if key in layouts:
+                continue
+            w = list(c)
+            w[i] *= weights[0]
+            w[j] *= weights[1]
+            layouts[key] = _waterfill_low(w, lows, cin)
+    return prod, layouts
+
+
 def _bound_n(target: Target, N: int, widths: tuple[int, ...] | int | None, square: bool, dilated: bool,
              lam: float) -> float:
     """Relaxation lower bound on the params of any ``N``-stage design of the space (see module docstring).
@@ -868,50 +934,12 @@ def _bound_n(target: Target, N: int, widths: tuple[int, ...] | int | None, squar
     coverage a second bound holds as well: along an axis the span needed, ``K - 1``, is a sum of
     ``k_i - 1`` (taps before the stride) and ``s (k_i - 1)`` (after it); the cost is linear in each
     ``k_i`` for fixed fan-ins, so in the relaxation one stage takes the whole span, with kernel weight
-    at least ``1 + (K - 1) / s``. The larger of the two bounds is returned. Both respect the smallest
-    fan-in each stage can have (its groups divide both of its widths).
+    at least ``1 + (K - 1) / s``: the minimum over where those spans sit. The larger of the two bounds
+    is returned. Both respect the smallest fan-in each stage can have (its groups divide both of its
+    widths).
     """
-    c = _stage_widths(target, N, widths)
-    lows = _stage_lows(target, N, widths)
-    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
-    cin = target.in_channels
-    spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
-    V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
-    best_prod = _waterfill_low(c, lows, V)
-    if lam < 1.0 or dilated:
-        return best_prod
-    weights = [1 + (K - 1) / s for K, s in ((kh, sh), (kw, sw)) if K > 1]
-    if not weights:
-        return best_prod
-    if all(w == int(w) for w in weights):
-        weights = [int(w) for w in weights]
-    Vc = cin
-    # positions with equal (width, smallest fan-in) give equal bounds: one (two for pairs) per class
-    by_class: dict[tuple[int, int], list[int]] = {}
-    for i in range(N):
-        if len(by_class.setdefault((c[i], lows[i]), [])) < 2:
-            by_class[(c[i], lows[i])].append(i)
-    pos = sorted(v[0] for v in by_class.values())
-    best = _INF
-    if len(weights) == 1:
-        for j in pos:
-            w = list(c)
-            w[j] *= weights[0]
-            best = min(best, _waterfill_low(w, lows, Vc))
-        return max(best, best_prod)
-    for j in pos:  # one stage takes both spans
-        w = list(c)
-        w[j] *= weights[0] * weights[1]
-        best = min(best, _waterfill_low(w, lows, Vc))
-    if N >= 2:  # two stages take one span each
-        reps = sorted(i for v in by_class.values() for i in v)
-        pairs = {(c[i], lows[i], c[j], lows[j]): (i, j) for i in reps for j in reps if i != j}
-        for i, j in pairs.values():
-            w = list(c)
-            w[i] *= weights[0]
-            w[j] *= weights[1]
-            best = min(best, _waterfill_low(w, lows, Vc))
-    return max(best, best_prod)
+    prod, layouts = _bound_parts(target, N, widths, square, dilated, lam)
+    return max(prod, min(layouts.values())) if layouts else prod
 
 
 def lower_bound(target: Target, *, n_min: int = 1, n_max: int | None = None, objective: str = "params",
@@ -1273,20 +1301,33 @@ def _method_text(objective: str, all_n: bool, n_hi: int, exact_n: bool) -> str:
 
 def _all_n(target: Target, n_hi: int, widths: Any, square: bool, dilated: bool, lam: float, value: float,
            rho: float) -> bool:
-    """True when no design with more than ``n_hi`` stages can beat ``value`` (relaxation bound)."""
+    """True when the relaxation proves that no design with more than ``n_hi`` stages beats ``value``.
+
+    Stages beyond ``n_hi`` are identical (same width, fan-in at least 1), and for a fixed layout the
+    relaxed optimum is convex in the number of identical stages (the perspective of a convex function,
+    minimised over the other variables); so is the larger of two such bounds. Scanning each layout's
+    bound upward from ``n_hi + 1`` until it rises therefore finds its minimum over all larger ``N``.
+    """
     if isinstance(widths, tuple) or rho <= 0:
         return False
-    cmin = min(target.out_channels, widths if isinstance(widths, int) else target.out_channels) * rho
-    N = n_hi + 1
-    lnV = math.log(max(1.0, lam * target.in_channels * target.kernel_size[0] * target.kernel_size[1]))
-    for _ in range(4096):
-        if N * cmin >= value and N >= lnV:
+    curves: dict[tuple[str, ...] | None, list[float]] = {}
+    for N in range(n_hi + 1, n_hi + 200):
+        prod, layouts = _bound_parts(target, N, widths, square, dilated, lam)
+        points = {k: max(prod, v) for k, v in layouts.items()} if layouts else {None: prod}
+        open_curves = 0
+        for k, v in points.items():  # a layout, once possible, stays possible for larger N
+            curve = curves.setdefault(k, [])
+            if curve and curve[-1] == -_INF:
+                continue  # this layout's bound already rose: its minimum is known
+            if v * rho < value:
+                return False
+            if curve and v >= curve[-1]:
+                curve.append(-_INF)
+                continue
+            curve.append(v)
+            open_curves += 1
+        if not open_curves and N >= 4:  # every position class (first, mid pairs, last) has appeared
             return True
-        if _bound_n(target, N, widths, square, dilated, lam) * rho < value:
-            return False
-        if N >= lnV and N * cmin >= value:
-            return True
-        N += 1
     return False
 
 
@@ -1326,7 +1367,12 @@ def _make_solution(target: Target, objective: str, stages: list[Stage], value: i
     bound = min(per_n) if objective != "macs_valid" else 0.0
     if objective == "macs_valid":
         per_n = tuple(0.0 for _ in per_n)
-    bound = min(bound, float(value))  # float rounding only; the bound is a true bound
+    if bound > value * (1 + 1e-9):
+        raise OscDesignError(
+            f"internal error (a bug in osc_design.solver): the relaxation bound {bound} exceeds the optimum "
+            f"{value} for {target.describe()}; please report it"
+        )
+    bound = min(bound, float(value))  # float rounding only
     gap = 100.0 * (value - bound) / value if value else 0.0
     all_n = (not exact_n) and objective != "macs_valid" and _all_n(
         target, n_hi, widths, square, dilated, lam, float(value), search.rho)
@@ -1355,12 +1401,15 @@ def _solve_cached(target: Target, objective: str, max_stages: int | None, square
     search = _Search(target, objective, n_lo, n_hi, square, dilated, w, lam)
     hint = min(_bound_n(target, N, w, square, dilated, lam) for N in range(n_lo, n_hi + 1)) * search.rho
     known = _INF
-    if dilated and objective == "params":
-        # every design without dilation lies in the dilated space (the dominance rule keeps one at least
-        # as good), so its optimum caps the search
+    if objective == "params" and (dilated or target.stride != (1, 1)):
+        # designs in a smaller space lie in this one (up to the dominance rules, which keep one at least
+        # as good): without dilation; with the stride on the last stage, i.e. the unstrided chain
+        # (every stage before the stride, the last one strided). Their optimum caps the search.
+        smaller = (target, False) if dilated else (
+            Target(target.in_channels, target.out_channels, target.kernel_size, (1, 1), target.padding), dilated)
         try:
-            known = float(_solve_cached(target, objective, n_hi if max_stages is None else max_stages, square,
-                                        False, widths, lam, "none").cost.params)
+            known = float(_solve_cached(smaller[0], objective, n_hi if max_stages is None else max_stages, square,
+                                        smaller[1], widths, lam, "none").cost.params)
         except InfeasibleDesignError:
             known = _INF
     found = search.solve(hint, known=known)
