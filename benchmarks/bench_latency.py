@@ -8,8 +8,12 @@ For every target of a fixed list (``C -> C`` with C in 32..1024, K in 3..15, inp
    included -- plus the OSC Pareto front). Unseen ops are timed on demand (``--on-miss measure``,
    default) or interpolated from a calibrated grid (``--on-miss interpolate``, which runs
    :func:`osc_design.latency.calibrate` first).
-2. The chosen design, the plain conv and every fixed family's design (the fully covering registered
-   families) are *measured* end to end (:func:`osc_design.latency.measure`).
+   The same with ``refine=--refine`` (default 3): the best predicted distinct designs are measured
+   end to end by the solver and the fastest measured is chosen ("refined" below).
+2. The chosen designs, the plain conv and every fixed family's design (the fully covering registered
+   families) are then *measured* end to end together, round-robin
+   (:func:`osc_design.latency.measure_many`: one call of each per round, so a slow spell of the
+   machine falls on all of them alike), independently of the solver's own refinement measurements.
 
 Reported per backend:
 
@@ -21,7 +25,8 @@ Reported per backend:
   with the lowest geometric-mean measured latency over all targets on this backend (decided after the
   fact, so it is the strongest single fixed choice; goal on torch: at least as fast on 90 % of
   targets). "As fast" allows the measurement noise ``--tolerance`` (default 5 %); strict counts too;
-* how often the chosen design is within the tolerance of the fastest measured fixed-family design.
+* how often the chosen design is within the tolerance of the fastest measured fixed-family design;
+* the same speed comparisons for the refined choice.
 
 Every timing records the median and the minimum of its calls. The main results use medians (the
 model's default). A second summary uses minimums throughout (a model with ``statistic="min"`` --
@@ -40,7 +45,8 @@ one untimed call) scaled to the batch: XLA's CPU convolutions with large kernels
 targets are skipped on that backend and listed.
 
 Timing: ops are timed with one warm-up call then 3..30 calls within 0.15 s, whole modules with two
-warm-up calls then 5..30 calls within 0.3 s. The 1-minute load average is printed: on a shared
+warm-up calls then 5..30 rounds within 0.3 s per module. The harness holds glibc's heap steady
+(:func:`osc_design.latency.timing.steady_allocator`; ``OSC_DESIGN_STEADY_MALLOC=0`` to compare). The 1-minute load average is printed: on a shared
 machine, other work disturbs every timing.
 
 The cache lives in a fresh temporary directory unless ``--cache-dir`` is given (timings from another
@@ -48,8 +54,8 @@ run would make the "measured on demand" count meaningless). Candidate spaces (th
 are computed once, before any timing, and shared by the backends.
 
 Run: python benchmarks/bench_latency.py [--backends torch jax] [--targets 54] [--batch 8] [--threads 2]
-     [--on-miss measure|interpolate] [--max-conv-s 0.5] [--tolerance 0.05] [--cache-dir DIR] [--markdown]
-     [--json FILE]
+     [--on-miss measure|interpolate] [--refine 3] [--max-conv-s 0.5] [--tolerance 0.05] [--cache-dir DIR]
+     [--markdown] [--json FILE]
 """
 
 from __future__ import annotations
@@ -68,7 +74,6 @@ CHANNELS = (32, 64, 128, 256, 512, 1024)
 KERNELS = (3, 5, 7, 9, 11, 13, 15)
 SIZES = (7, 14, 28, 56)
 GMACS_PER_S = 20.0  # plain dense conv, float32, 2 cores (torch and XLA measured at 15-25 here)
-STATISTICS = ("median", "min")
 
 
 def _parse() -> argparse.Namespace:
@@ -78,6 +83,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2, help="torch threads (JAX uses every usable core)")
     p.add_argument("--on-miss", default="measure", choices=["measure", "interpolate"])
+    p.add_argument("--refine", type=int, default=3, help="designs the refined solve measures (0: skip it)")
     p.add_argument("--max-conv-s", type=float, default=0.5, help="skip targets whose plain conv is slower")
     p.add_argument("--tolerance", type=float, default=0.05, help="measurement noise allowed in 'as fast'")
     p.add_argument("--cache-dir", default=None, help="latency cache directory (default: a fresh temporary one)")
@@ -144,7 +150,7 @@ def _load() -> float:
 
 def run_backend(backend: str, tlist: list[Any], args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
     """Solve, predict and measure every target on one backend."""
-    from osc_design.latency import LatencyModel, TimingPolicy, calibrate, measure, solve_latency
+    from osc_design.latency import LatencyModel, TimingPolicy, calibrate, measure, measure_many, solve_latency
     from osc_design.registry import get_family
 
     threads = args.threads if backend == "torch" else None
@@ -179,11 +185,16 @@ def run_backend(backend: str, tlist: list[Any], args: argparse.Namespace, cache_
                   f"per batch-{args.batch} run on {backend}", file=sys.stderr, flush=True)
             continue
         sols = {st: solve_latency(t, model=m, max_stages=args.max_stages, verify="fast") for st, m in models.items()}
-        measured: dict[str, Any] = {}
+        if args.refine:
+            sols["refined"] = solve_latency(t, model=models["median"], max_stages=args.max_stages, verify="fast",
+                                            refine=args.refine)
+        specs: dict[str, Any] = {}
         for sol in sols.values():
             for c in sol.candidates:
-                if (c.source == "family" or c.spec is sol.spec) and c.name not in measured:
-                    measured[c.name] = measure(c.spec, backend, args.batch, threads=threads, policy=e2e_policy)
+                if c.source == "family" or c.spec is sol.spec:
+                    specs.setdefault(c.name, c.spec)
+        runs = measure_many(list(specs.values()), backend, args.batch, threads=threads, policy=e2e_policy)
+        measured = dict(zip(specs, runs))
         rows.append({"target": t, "sols": sols, "measured": measured})
         sol, m = sols["median"], measured[sols["median"].name]
         err = abs(sol.seconds - m.seconds) / m.seconds
@@ -195,11 +206,13 @@ def run_backend(backend: str, tlist: list[Any], args: argparse.Namespace, cache_
             "loads": loads}
 
 
-def _stats(rows: list[dict[str, Any]], st: str, tol: float) -> dict[str, Any]:
-    """Errors and speed-ups of one statistic's predictions against the same statistic's measurements."""
+def _stats(rows: list[dict[str, Any]], which: str, tol: float) -> dict[str, Any]:
+    """Errors and speed-ups of one choice (``median``, ``min`` or ``refined``) against the measurements
+    of the same statistic (the median for ``refined``)."""
+    st = "min" if which == "min" else "median"
     fams = None
     for r in rows:
-        names = {c.name for c in r["sols"][st].candidates if c.source == "family" and c.name != "conv"}
+        names = {c.name for c in r["sols"][which].candidates if c.source == "family" and c.name != "conv"}
         fams = names if fams is None else fams & names
     fams = sorted(fams or ())
     meas = [{n: m.value(st) for n, m in r["measured"].items()} for r in rows]
@@ -207,7 +220,7 @@ def _stats(rows: list[dict[str, Any]], st: str, tol: float) -> dict[str, Any]:
     out: dict[str, Any] = {"families": fams, "best_fixed": best_fixed, "errs": [], "all": [], "simple": [],
                            "signed": [], "vs_conv": [], "vs_fixed": [], "hits": 0, "lines": []}
     for r, m in zip(rows, meas):
-        sol = r["sols"][st]
+        sol = r["sols"][which]
         chosen = m[sol.name]
         out["errs"].append(abs(sol.seconds - chosen) / chosen)
         for c in sol.candidates:
@@ -254,9 +267,13 @@ def report(backend: str, result: dict[str, Any], args: argparse.Namespace) -> No
     if result["skipped"]:
         print(f"  skipped on {backend} (plain conv above {args.max_conv_s} s per batch-{args.batch} run, one batch-1 "
               "call scaled): " + ", ".join(f"{t.describe()} (~{x:.1f} s)" for t, x in result["skipped"]))
-    for st in STATISTICS:
+    labels = {"median": "medians",
+              "min": "minimums (statistic='min', fastest call of each timing)",
+              "refined": f"refined: the solver measured its {args.refine} best predicted designs and chose the fastest; "
+                         "compared here with medians measured afresh"}
+    for st in (k for k in labels if k in rows[0]["sols"]):
         s = _stats(rows, st, tol)
-        label = "medians" if st == "median" else "minimums (statistic='min', fastest call of each timing)"
+        label = labels[st]
         print(f"  [{label}]")
         print(f"  prediction error of the chosen design: median {100 * statistics.median(s['errs']):.1f}%, "
               f"90th percentile {100 * _quantile(s['errs'], 0.9):.1f}%  (goal: median < 25%)")
@@ -296,8 +313,12 @@ def _dump(results: dict[str, Any]) -> dict[str, Any]:
                     "measured": None if m is None else m.seconds, "measured_min": None if m is None else m.best,
                     "ops": [[o.node, None if o.op is None else o.op.id, o.seconds, o.source] for o in c.prediction.ops],
                 }
+            refined = r["sols"].get("refined")
             out[b].append({"target": r["target"].describe(), "chosen": r["sols"]["median"].name,
-                           "chosen_min": r["sols"]["min"].name, "designs": designs})
+                           "chosen_min": r["sols"]["min"].name,
+                           "chosen_refined": None if refined is None else refined.name,
+                           "refine_measured": None if refined is None else
+                           {n: m.seconds for n, m in refined.measured.items()}, "designs": designs})
     return out
 
 

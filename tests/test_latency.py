@@ -134,6 +134,26 @@ def test_cache_file_is_versioned_and_keyed_by_context(cache_dir):
     assert TableKey.of(m.context, version="0.0.1").id != m.table_key.id
 
 
+def test_allocator_mode_keys_the_table(cache_dir, monkeypatch):
+    from osc_design.latency import timing
+
+    monkeypatch.delenv(timing.STEADY_MALLOC_ENV, raising=False)
+    steady = timing.allocator_mode()
+    if sys.platform.startswith("linux") and timing._glibc() is not None:
+        assert steady == "glibc-steady"
+        assert timing.steady_allocator() == "glibc-steady"  # and applying it works here
+    monkeypatch.setenv(timing.STEADY_MALLOC_ENV, "0")
+    assert timing.allocator_mode() == "system"
+    system = fake_model()
+    assert system.table_key.allocator == "system" and system.table_key.id.endswith("|system")
+    monkeypatch.delenv(timing.STEADY_MALLOC_ENV)
+    other = fake_model()
+    assert other.table_key.allocator == steady
+    if steady != "system":  # timings taken with and without the steady heap are never mixed
+        predict(compare(TARGET, ["conv"])[0].spec, system)
+        assert other.known() == {} and system.table_key.id != other.table_key.id
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -143,6 +163,7 @@ def _write(path: Path, text: str) -> None:
     ("{not json", "not valid JSON"),
     (json.dumps({"format": "osc-design-latency-cache", "version": CACHE_VERSION + 1, "tables": {}}), "version"),
     (json.dumps({"format": "osc-design-latency-cache", "version": 0, "tables": {}}), "version"),
+    (json.dumps({"format": "osc-design-latency-cache", "version": 1, "tables": {}}), "version 1"),
     (json.dumps([1, 2, 3]), "not an osc-design latency cache"),
     (json.dumps({"format": "osc-design-latency-cache", "version": CACHE_VERSION,
                  "tables": {"t": {"ops": {"x": {"op": {}, "median": "fast", "spread": 0, "runs": 1}}}}}),
@@ -347,7 +368,13 @@ def independent_space(target: Target, max_stages: int | None = None) -> list:
     (Target(32, 32, 7, input_size=10), 3),
 ])
 def test_solve_latency_is_the_argmin_over_the_stated_space(cache_dir, backend, target, max_stages):
-    sol = solve_latency(target, backend=backend, threads=2, max_stages=max_stages, measure_fn=Recorder())
+    rec = Recorder()
+    sol = solve_latency(target, backend=backend, threads=2, max_stages=max_stages, measure_fn=rec)
+    # every op of the space was timed once, up front (prefetch), and is reported as measured, not cached
+    assert len(rec.calls) == len(set(rec.calls))
+    assert set(rec.calls) == {op.id for c in sol.candidates for _, op in LatencyModel(backend, threads=2)._keys(c.spec)
+                              if op is not None}
+    assert sol.provenance["cached"] == 0 and sol.provenance["measured"] > 0
     space = independent_space(target, max_stages)
     assert [c.spec for c in sol.candidates] == space
     expected = min(independent_latency(s, backend) for s in space)
@@ -448,6 +475,38 @@ def test_time_callable_median_spread_and_min(monkeypatch):
             TimingPolicy(**bad)
 
 
+def test_round_robin_rotates_and_times_every_callable_alike(monkeypatch):
+    from osc_design.latency import timing
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock, calls = Clock(), []
+    monkeypatch.setattr(timing, "time", clock)
+
+    def make(i: int, dt: float):
+        def fn():
+            calls.append(i)
+            clock.now += dt
+        return fn
+
+    fns = [make(0, 1.0), make(1, 2.0), make(2, 4.0)]
+    ts = timing.time_round_robin(fns, TimingPolicy(warmup=2, min_runs=3, max_runs=10, budget_s=0.0))
+    assert calls[:6] == [0, 0, 1, 1, 2, 2]  # warm-up calls first, untimed
+    rounds = [calls[6 + 3 * r: 9 + 3 * r] for r in range(3)]
+    assert rounds == [[0, 1, 2], [1, 2, 0], [2, 0, 1]] and len(calls) == 15  # the order rotates
+    assert [(t.median, t.runs, t.best) for t in ts] == [(1.0, 3, 1.0), (2.0, 3, 2.0), (4.0, 3, 4.0)]
+    # the budget is per callable, of its own calls: a quick one keeps being sampled while slow ones run
+    calls.clear()
+    ts = timing.time_round_robin(fns, TimingPolicy(warmup=0, min_runs=1, max_runs=10, budget_s=7.0))
+    assert [t.runs for t in ts] == [7, 4, 2] and calls[:3] == [0, 1, 2] and calls[-1] == 0
+    ts = timing.time_round_robin(fns, TimingPolicy(warmup=0, min_runs=1, max_runs=3, budget_s=100.0))
+    assert [t.runs for t in ts] == [3, 3, 3]
+
+
 def test_model_statistic_min(cache_dir):
     class HalfBest(Recorder):
         def __call__(self, op, ctx):
@@ -473,9 +532,45 @@ def test_import_does_not_load_a_framework():
     assert out.stdout.strip() == "[]"
 
 
+def test_refine_measures_the_best_predicted_distinct_designs(cache_dir, monkeypatch):
+    """With ``refine=k`` the k best predicted distinct designs are measured; the fastest measured wins."""
+    from osc_design.latency import objective
+    from osc_design.latency.model import Measurement
+
+    target = Target(64, 64, 5, input_size=14)
+    seen: list[list[str]] = []
+
+    def fake_measure_many(specs, backend, batch, **kw):
+        seen.append([s.family for s in specs])
+        # measured: the reverse of the predicted order (the model was wrong about these)
+        return [Measurement(1e-3 * (len(specs) - i), 0.0, 5, Context(backend, batch=batch, threads=2))
+                for i in range(len(specs))]
+
+    monkeypatch.setattr(objective, "measure_many", fake_measure_many)
+    base = solve_latency(target, model=fake_model(), verify="fast")
+    assert base.measured == {} and base.measured_seconds is None
+    ranked = sorted(base.candidates, key=lambda c: (c.seconds, c.cost.params))
+    sol = solve_latency(target, model=fake_model(), verify="fast", refine=3)
+    (families,) = seen
+    assert len(families) == 3
+    sigs = {c.name: tuple(o.id for _, o in op_keys(c.spec) if o is not None) for c in sol.candidates}
+    distinct = list(dict.fromkeys(sigs[c.name] for c in ranked))[:3]
+    # measured once per distinct op sequence, and every candidate with that sequence carries the measurement
+    assert {sigs[n] for n in sol.measured} == set(distinct)
+    assert all(sigs[n] in distinct for n in sol.measured)
+    assert sigs[sol.name] == distinct[-1] and sol.measured_seconds == pytest.approx(1e-3)
+    assert sol.prediction is not None and "measured" in sol.describe() and "meas ms" in sol.table()
+    d = sol.to_dict()
+    assert d["measured_seconds"] == pytest.approx(1e-3)
+    assert sum(r["measured_seconds"] is not None for r in d["candidates"]) == len(sol.measured)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(SpecError, match="refine"):
+            solve_latency(target, model=fake_model(), verify="fast", refine=bad)
+
+
 def test_smoke_real_timing_torch(cache_dir):
     pytest.importorskip("torch")
-    from osc_design.latency import measure
+    from osc_design.latency import measure, measure_many
 
     spec = compare(Target(8, 8, 3, input_size=6), ["depthwise-separable"])[0].spec
     policy = TimingPolicy(warmup=1, min_runs=3, max_runs=3, budget_s=0.0)
@@ -483,3 +578,10 @@ def test_smoke_real_timing_torch(cache_dir):
     assert got.runs == 3 and 0 < got.seconds < 1 and got.spread >= 0
     p = predict(spec, LatencyModel("torch", batch=2, threads=1, policy=policy))
     assert p.measured == 3 and 0 < p.seconds < 1
+    # round-robin: every design gets the same number of timed calls
+    other = compare(Target(8, 8, 3, input_size=6), ["conv"])[0].spec
+    a, b = measure_many([spec, other], "torch", batch=2, threads=1, policy=policy)
+    assert a.runs == b.runs == 3 and 0 < a.seconds < 1 and 0 < b.seconds < 1
+    sol = solve_latency(Target(8, 8, 3, input_size=6), batch=2, threads=1, refine=2, verify="fast",
+                        model=LatencyModel("torch", batch=2, threads=1, policy=policy))
+    assert len({id(m) for m in sol.measured.values()}) == 2 and sol.name in sol.measured

@@ -11,6 +11,7 @@ and picks designs by it.
 :class:`LatencyModel`    one context's op table; measures unseen ops on demand or interpolates
 :func:`predict`          predicted end-to-end latency of a spec, with provenance of every op
 :func:`measure`          measured end-to-end latency of a spec's module (median and spread)
+:func:`measure_many`     several designs measured round-robin, to compare them with each other
 :func:`solve_latency`    the fully covering design with the lowest predicted latency
 :func:`solve_with_budget`  minimise params, MACs or latency within budgets on the others
 =======================  ====================================================================
@@ -40,6 +41,7 @@ from .model import (
     call_spec,
     latency_model,
     measure,
+    measure_many,
     predict,
 )
 from .objective import MINIMISE, Candidate, LatencySolution, latency_candidates, solve_latency, solve_with_budget
@@ -74,6 +76,7 @@ __all__ = [
     "latency_candidates",
     "latency_model",
     "measure",
+    "measure_many",
     "op_keys",
     "predict",
     "solve_latency",

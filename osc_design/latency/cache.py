@@ -10,14 +10,16 @@ Format
 ------
 ::
 
-    {"format": "osc-design-latency-cache", "version": 1,
+    {"format": "osc-design-latency-cache", "version": 2,
      "tables": {"<table id>": {"context": {"backend": "torch", "backend_version": "2.13.0", "device": "cpu",
-                                           "dtype": "float32", "batch": 8, "threads": 2},
+                                           "dtype": "float32", "batch": 8, "threads": 2,
+                                           "allocator": "glibc-steady"},
                                "ops": {"<op id>": {"op": {...}, "median": s, "spread": s, "runs": n,
                                                    "min": s, "time": "<ISO 8601 UTC>"}}}}}
 
-A table holds the timings of one context: backend and its version, device, dtype, batch and thread
-count (:class:`TableKey`); an op id is :attr:`OpKey.id <osc_design.latency.opkeys.OpKey.id>`. ``median``,
+A table holds the timings of one context: backend and its version, device, dtype, batch, thread
+count and allocator mode (:class:`TableKey`; the mode is
+:func:`~osc_design.latency.timing.allocator_mode`); an op id is :attr:`OpKey.id <osc_design.latency.opkeys.OpKey.id>`. ``median``,
 ``spread`` (interquartile range) and ``min`` (fastest call, ``null`` where unknown) are seconds per call.
 
 Safety
@@ -49,14 +51,15 @@ from typing import Any
 
 from ..errors import SpecError
 from .opkeys import OpKey
-from .timing import Context, Timing, backend_version
+from .timing import Context, Timing, allocator_mode, backend_version
 
 __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "CACHE_ENV", "CacheWarning", "TableKey", "LatencyCache",
            "default_cache_dir"]
 
 CACHE_FORMAT = "osc-design-latency-cache"
-CACHE_VERSION = 1
-"""Format version of the cache file; a file of another version is rebuilt."""
+CACHE_VERSION = 2
+"""Format version of the cache file; a file of another version is rebuilt (version 1 had no allocator
+mode and timed under glibc's default allocator, whose page faults swamped many timings)."""
 CACHE_ENV = "OSC_DESIGN_CACHE_DIR"
 """Environment variable that overrides the cache directory."""
 FILE_NAME = "latency.json"
@@ -88,22 +91,24 @@ class TableKey:
     dtype: str
     batch: int
     threads: int
+    allocator: str = "system"
 
     @classmethod
     def of(cls, ctx: Context, version: str | None = None) -> TableKey:
-        """The table of a context (``version``: the installed framework's, read from package metadata)."""
+        """The table of a context in this process (``version``: the installed framework's, read from
+        package metadata; the allocator mode: :func:`~osc_design.latency.timing.allocator_mode`)."""
         return cls(ctx.backend, backend_version(ctx.backend) if version is None else version, ctx.device,
-                   ctx.dtype, ctx.batch, ctx.threads)
+                   ctx.dtype, ctx.batch, ctx.threads, allocator_mode())
 
     @property
     def id(self) -> str:
-        """e.g. ``torch-2.13.0|cpu|float32|batch8|threads2``."""
+        """e.g. ``torch-2.13.0|cpu|float32|batch8|threads2|glibc-steady``."""
         return (f"{self.backend}-{self.backend_version}|{self.device}|{self.dtype}|batch{self.batch}"
-                f"|threads{self.threads}")
+                f"|threads{self.threads}|{self.allocator}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"backend": self.backend, "backend_version": self.backend_version, "device": self.device,
-                "dtype": self.dtype, "batch": self.batch, "threads": self.threads}
+                "dtype": self.dtype, "batch": self.batch, "threads": self.threads, "allocator": self.allocator}
 
 
 def entry_timing(entry: Mapping[str, Any]) -> Timing:

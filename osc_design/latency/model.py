@@ -5,7 +5,9 @@ How a spec's latency is predicted
 Every op of the spec is keyed at its real shapes (:func:`~osc_design.latency.opkeys.op_keys`) and
 looked up in the cache table of the model's context; a missing op is, by ``on_miss``:
 
-* ``"measure"`` (default): timed in isolation now and written to the cache;
+* ``"measure"`` (default): timed in isolation now and written to the cache (the designs compared by
+  :func:`~osc_design.latency.solve_latency` have all their missing ops timed together, round-robin:
+  :meth:`LatencyModel.prefetch`);
 * ``"interpolate"``: estimated from the table's ops of the same family (see :meth:`LatencyModel.interpolate`);
   measured instead when the table holds no op of that kind at all;
 * ``"error"``: an :class:`~osc_design.errors.InfeasibleDesignError`.
@@ -37,7 +39,7 @@ from ..errors import InfeasibleDesignError, SpecError
 from ..spec import GraphBuilder, LayerSpec, Target
 from .cache import LatencyCache, TableKey, entry_timing
 from .opkeys import BASELINE_CONV_KEY, CALL, CALL_KEY, OpKey, op_keys, standard_grid
-from .timing import Context, Timing, TimingPolicy, measure_op, measure_spec, usable_cpus
+from .timing import Context, Timing, TimingPolicy, measure_op, measure_ops, measure_spec, measure_specs, usable_cpus
 
 __all__ = [
     "MeasureFn",
@@ -49,6 +51,7 @@ __all__ = [
     "latency_model",
     "predict",
     "measure",
+    "measure_many",
     "calibrate",
     "call_spec",
 ]
@@ -312,6 +315,40 @@ class LatencyModel:
             t = measure_spec(call_spec(), self.context, self.policy)
         else:
             t = measure_op(op, self.context, self.policy)
+        return self._remember(op, t)
+
+    def prefetch(self, specs: Iterable[LayerSpec]) -> frozenset[str]:
+        """Measure now every op of ``specs`` that the table lacks, round-robin; return their op ids.
+
+        Timing the ops of designs that will be compared together, one call of each per round
+        (:func:`~osc_design.latency.timing.measure_ops`), spreads every op's calls over the same stretch
+        of time, so a slow spell of the machine does not fall on one design's ops only. Only with
+        ``on_miss="measure"`` (otherwise nothing is measured here). Pass the result to :meth:`predict`
+        as ``fresh`` to report those ops as measured.
+        """
+        if self.on_miss != "measure":
+            return frozenset()
+        known = self.known()
+        missing: dict[str, OpKey] = {}
+        for spec in specs:
+            for _, op in self._keys(spec):
+                if op is not None and op.id not in known:
+                    missing.setdefault(op.id, op)
+        rest = [op for op in missing.values() if op.kind != CALL]
+        try:
+            if CALL_KEY.id in missing:
+                self.measure_op(CALL_KEY)
+            if self.measure_fn is not None:
+                for op in rest:
+                    self.measure_op(op)
+            elif rest:
+                for op, t in zip(rest, measure_ops(rest, self.context, self.policy)):
+                    self._remember(op, t)
+        finally:
+            self.flush()
+        return frozenset(missing)
+
+    def _remember(self, op: OpKey, t: Timing) -> Timing:
         with self._lock:
             self._pending[op] = t
             if self._known is not None:
@@ -380,18 +417,26 @@ class LatencyModel:
         return Timing(seconds, rel * seconds, 0, best)
 
     # -- prediction --------------------------------------------------------------------------
-    def predict(self, spec: LayerSpec) -> Prediction:
-        """Predicted end-to-end latency of ``spec`` (see the module docstring for the composition)."""
+    def _keys(self, spec: LayerSpec) -> list[tuple[str, OpKey | None]]:
+        """The terms of a prediction: ``call()``, for JAX with convs ``conv-baseline()``, then every node."""
+        body = op_keys(spec)
+        extra = [("conv-baseline()", BASELINE_CONV_KEY)] if self.context.backend == "jax" and any(
+            op is not None and op.kind == "conv2d" for _, op in body) else []
+        return [("call()", CALL_KEY), *extra, *body]
+
+    def predict(self, spec: LayerSpec, *, fresh: Iterable[str] = ()) -> Prediction:
+        """Predicted end-to-end latency of ``spec`` (see the module docstring for the composition).
+
+        ``fresh``: op ids to report as measured rather than cached (those :meth:`prefetch` measured for
+        this prediction).
+        """
         if not isinstance(spec, LayerSpec):
             raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
-        keys: list[tuple[str, OpKey | None]] = [("call()", CALL_KEY)]
-        body = op_keys(spec)
+        keys = self._keys(spec)
         jax = self.context.backend == "jax"
-        if jax and any(op is not None and op.kind == "conv2d" for _, op in body):
-            keys.append(("conv-baseline()", BASELINE_CONV_KEY))
-        keys += body
+        has_base = len(keys) > 1 and keys[1][0] == "conv-baseline()"
         terms: list[OpLatency] = []
-        fresh: set[str] = set()  # measured on demand during this prediction (a repeat counts as measured too)
+        fresh = set(fresh)  # measured on demand for this prediction (a repeat counts as measured too)
         try:
             for nid, op in keys:
                 if op is None:
@@ -407,8 +452,8 @@ class LatencyModel:
             self.flush()
         c = terms[0].seconds
         if jax:
-            ops = terms[2:] if len(keys) > len(body) + 1 else terms[1:]
-            base = max(terms[1].seconds, c) if ops is not terms[1:] else c
+            ops = terms[2:] if has_base else terms[1:]
+            base = max(terms[1].seconds, c) if has_base else c
             seconds = base + sum(max(o.seconds - (base if o.op is not None and o.op.kind == "conv2d" else c), 0.0)
                                  for o in ops)
         else:
@@ -460,6 +505,14 @@ def predict(spec: LayerSpec, model: LatencyModel) -> Prediction:
     return model.predict(spec)
 
 
+def _check_spec(spec: Any) -> LayerSpec:
+    if not isinstance(spec, LayerSpec):
+        raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
+    if spec.target.input_size is None:
+        raise SpecError("latency needs an input size: give the target an `input_size`")
+    return spec
+
+
 def measure(spec: LayerSpec, backend: str = "torch", batch: int = 8, *, device: str = "cpu",
             dtype: str = "float32", threads: int | None = None, policy: TimingPolicy | None = None,
             module: Any = None, seed: int = 0) -> Measurement:
@@ -492,13 +545,32 @@ def measure(spec: LayerSpec, backend: str = "torch", batch: int = 8, *, device: 
     BackendUnavailableError
         The framework is not installed.
     """
-    if not isinstance(spec, LayerSpec):
-        raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
-    if spec.target.input_size is None:
-        raise SpecError("latency needs an input size: give the target an `input_size`")
+    return measure_many([spec], backend, batch, device=device, dtype=dtype, threads=threads, policy=policy,
+                        modules=[module], seed=seed)[0]
+
+
+def measure_many(specs: Iterable[LayerSpec], backend: str = "torch", batch: int = 8, *, device: str = "cpu",
+                 dtype: str = "float32", threads: int | None = None, policy: TimingPolicy | None = None,
+                 modules: Iterable[Any] | None = None, seed: int = 0) -> list[Measurement]:
+    """Measure several designs end to end, round-robin, to compare them with each other.
+
+    One call of each module per round, the order rotating, so that a slow spell of a shared machine
+    falls on every design alike (see :func:`~osc_design.latency.timing.time_round_robin`); the policy's
+    ``budget_s`` is per design. Parameters as for :func:`measure` (``modules``: one per spec, ``None``
+    entries built from the spec).
+
+    Returns
+    -------
+    list of Measurement
+        In the order of ``specs``.
+    """
+    specs = [_check_spec(s) for s in specs]
+    if not specs:
+        return []
     ctx = _context(backend, device, batch, dtype, threads)
-    t = measure_spec(spec, ctx, TimingPolicy() if policy is None else policy, module=module, seed=seed)
-    return Measurement(t.median, t.spread, t.runs, ctx, t.best)
+    timings = measure_specs(specs, ctx, TimingPolicy() if policy is None else policy,
+                            modules=None if modules is None else list(modules), seed=seed)
+    return [Measurement(t.median, t.spread, t.runs, ctx, t.best) for t in timings]
 
 
 def calibrate(backend: str = "torch", device: str = "cpu", batch: int = 8, *, dtype: str = "float32",

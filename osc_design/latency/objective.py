@@ -11,6 +11,11 @@ The candidate space (:func:`latency_candidates`) is stated, never implied:
 
 Nothing else is searched: the optimum is the argmin of the predicted latency over exactly this list,
 which the result carries (:attr:`LatencySolution.candidates`, :attr:`LatencySolution.excluded`).
+
+Choosing the smallest of many predictions favours whichever design the model underestimates most.
+With ``refine=k`` the ``k`` designs with the lowest predictions are then measured end to end,
+round-robin (:func:`~osc_design.latency.measure_many`), and the fastest *measured* one is chosen;
+the measurements are kept in :attr:`LatencySolution.measured`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from ..cost import Cost
 from ..coverage import Coverage
 from ..errors import InfeasibleDesignError, SpecError
 from ..spec import LayerSpec, Target
-from .model import LatencyModel, MeasureFn, OnMiss, Prediction, latency_model
+from .model import LatencyModel, Measurement, MeasureFn, OnMiss, Prediction, latency_model, measure_many
+from .opkeys import op_keys
 
 __all__ = ["Candidate", "LatencySolution", "latency_candidates", "solve_latency", "solve_with_budget",
            "MINIMISE"]
@@ -106,6 +112,9 @@ class LatencySolution:
         How many candidates met the budgets.
     space : str
         The candidate space in words.
+    measured : dict of str to Measurement
+        End-to-end measurements by candidate name (``refine``), empty when the choice is by prediction
+        alone.
     """
 
     spec: LayerSpec
@@ -120,11 +129,18 @@ class LatencySolution:
     budgets: dict[str, float] = field(default_factory=dict)
     feasible: int = 0
     space: str = ""
+    measured: dict[str, Measurement] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float | None:
         """Predicted latency of the chosen design (seconds)."""
         return None if self.prediction is None else self.prediction.seconds
+
+    @property
+    def measured_seconds(self) -> float | None:
+        """Measured latency of the chosen design (seconds; ``None`` unless refined)."""
+        m = self.measured.get(self.name)
+        return None if m is None else m.seconds
 
     @property
     def speedup(self) -> float | None:
@@ -147,18 +163,21 @@ class LatencySolution:
         """One line: the design, its prediction and the space."""
         lat = "" if self.prediction is None else f", predicted {self.prediction.describe()}"
         sp = "" if self.speedup is None else f", {self.speedup:.2f}x the conv's speed"
-        return (f"{self.name} ({self.spec.stages} stages, {self.cost.params:,} params){lat}{sp}; "
-                f"chosen among {len(self.candidates)} candidates")
+        how = (f"; chosen by measurement among the best predicted of {len(self.candidates)} candidates, "
+               f"measured {self.measured_seconds * 1e3:.3f} ms" if self.measured  # type: ignore[operator]
+               else f"; chosen among {len(self.candidates)} candidates")
+        return f"{self.name} ({self.spec.stages} stages, {self.cost.params:,} params){lat}{sp}{how}"
 
     def table(self) -> str:
         """Plain-text table of the candidates (name, stages, params, MACs, predicted ms, sources)."""
-        head = ("candidate", "stages", "params", "macs", "pred ms", "cached/measured/interp")
+        head = ("candidate", "stages", "params", "macs", "pred ms", "meas ms", "cached/measured/interp")
         rows = [head]
         for c in self.candidates:
-            p = c.prediction
+            p, m = c.prediction, self.measured.get(c.name)
             rows.append((("* " if c.spec is self.spec else "  ") + c.name, str(c.stages), f"{c.cost.params:,}",
                          "-" if c.cost.macs is None else f"{c.cost.macs:,}",
                          "-" if p is None else f"{p.seconds * 1e3:.3f}",
+                         "-" if m is None else f"{m.seconds * 1e3:.3f}",
                          "-" if p is None else f"{p.cached}/{p.measured}/{p.interpolated}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
@@ -172,7 +191,9 @@ class LatencySolution:
                 "seconds": self.seconds, "speedup": self.speedup, "budgets": dict(self.budgets),
                 "feasible": self.feasible, "space": self.space,
                 "prediction": None if self.prediction is None else self.prediction.to_dict(),
-                "candidates": [c.row() for c in self.candidates],
+                "measured_seconds": self.measured_seconds,
+                "candidates": [{**c.row(), "measured_seconds": None if c.name not in self.measured
+                                else self.measured[c.name].seconds} for c in self.candidates],
                 "excluded": [list(e) for e in self.excluded]}
 
 
@@ -285,14 +306,15 @@ def _model(model: LatencyModel | None, backend: str, device: str, batch: int, dt
 
 
 def _predict_all(cands: list[Candidate], model: LatencyModel) -> list[Candidate]:
-    return [c.with_prediction(model.predict(c.spec)) for c in cands]
+    fresh = model.prefetch(c.spec for c in cands)  # the missing ops of every candidate, timed round-robin
+    return [c.with_prediction(model.predict(c.spec, fresh=fresh)) for c in cands]
 
 
 def solve_latency(target: Target, backend: str = "torch", device: str = "cpu", batch: int = 8,
                   max_stages: int | None = None, *, model: LatencyModel | None = None,
                   families: Iterable[str] | None = None, dtype: str = "float32", threads: int | None = None,
                   on_miss: OnMiss = "measure", cache_dir: Any = None, measure_fn: MeasureFn | None = None,
-                  verify: str = "full") -> LatencySolution:
+                  verify: str = "full", refine: int = 0) -> LatencySolution:
     """The fully covering design with the lowest predicted latency on ``backend`` / ``device``.
 
     Parameters
@@ -314,12 +336,17 @@ def solve_latency(target: Target, backend: str = "torch", device: str = "cpu", b
         See :class:`~osc_design.latency.LatencyModel`.
     verify : {"full", "fast", "none"}
         Coverage check of the Pareto-front designs.
+    refine : int
+        Measure the ``refine`` candidates with the lowest predicted latency end to end (round-robin,
+        with the model's timing policy per design) and choose the fastest measured; ``0`` (default)
+        chooses by prediction alone. Each measured design costs about ``policy.budget_s`` seconds.
 
     Returns
     -------
     LatencySolution
         The argmin of the predicted latency over :attr:`~LatencySolution.candidates` (ties: fewer params,
-        then the earlier candidate), every candidate's prediction with its provenance, and the space.
+        then the earlier candidate) -- with ``refine``, of the measured latency over the refined ones --,
+        every candidate's prediction with its provenance, and the space.
 
     Raises
     ------
@@ -330,15 +357,35 @@ def solve_latency(target: Target, backend: str = "torch", device: str = "cpu", b
     """
     _check_target(target, True)
     max_stages = _check_max_stages(max_stages)
+    if type(refine) is not int or refine < 0:
+        raise SpecError(f"`refine` (={refine!r}) must be a non-negative integer")
     m = _model(model, backend, device, batch, dtype, threads, on_miss, cache_dir, measure_fn)
     cands, excluded = latency_candidates(target, max_stages=max_stages, families=families, verify=verify)
     cands = _predict_all(cands, m)
-    i = min(range(len(cands)), key=lambda j: (cands[j].seconds, cands[j].cost.params, j))
-    best = cands[i]
+    order = sorted(range(len(cands)), key=lambda j: (cands[j].seconds, cands[j].cost.params, j))
+    best, measured = cands[order[0]], {}
+    if refine:
+        # designs with the same ops in the same order (slak and depthwise-separable at small kernels) are
+        # measured once
+        sig = {c.name: tuple(op.id for _, op in op_keys(c.spec) if op is not None) for c in cands}
+        top: dict[tuple[str, ...], Candidate] = {}
+        for j in order:
+            if len(top) == refine:
+                break
+            top.setdefault(sig[cands[j].name], cands[j])
+        ctx = m.context
+        runs = measure_many([c.spec for c in top.values()], ctx.backend, ctx.batch, device=ctx.device,
+                            dtype=ctx.dtype, threads=ctx.threads, policy=m.policy)
+        by_sig = dict(zip(top, runs))
+        measured = {c.name: by_sig[sig[c.name]] for c in cands if sig[c.name] in by_sig}
+        best = min(top.values(), key=lambda c: measured[c.name].seconds)
     conv = next(c for c in cands if c.name == "conv")
+    space = _space_text(cands, excluded, max_stages, m)
+    if refine:
+        space += (f"; the {len(by_sig)} best predicted distinct designs measured end to end, round-robin, the "
+                  "fastest measured chosen")
     return LatencySolution(best.spec, best.cost, best.coverage, best.name, best.prediction, "latency",
-                           tuple(cands), tuple(excluded), conv, {}, len(cands),
-                           _space_text(cands, excluded, max_stages, m))
+                           tuple(cands), tuple(excluded), conv, {}, len(cands), space, measured)
 
 
 def _limit(value: Any, name: str, integer: bool) -> float | None:

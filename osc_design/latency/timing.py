@@ -9,6 +9,24 @@ Protocol (every measurement, op or module): ``warmup`` untimed calls (the first 
 of the timed calls, in seconds, and their minimum (on a machine shared with other work the minimum is
 the least disturbed call: :class:`~osc_design.latency.LatencyModel` can predict from it instead).
 
+Several ops or modules compared with each other are timed round-robin (:func:`measure_ops`,
+:func:`measure_specs`): one call of each per round, the order rotating, so that a slow spell of the
+machine (another process, a neighbouring virtual machine: on a 2-core virtual machine the same
+depthwise conv ran at 1.3 ms or 2.8 ms per call in alternating spells of a fraction of a second) falls
+on all of them alike instead of on whichever was timed then.
+
+Allocator. Every op and module allocates its outputs afresh on each call. With glibc's default
+settings, large blocks are mapped from the OS on each allocation and unmapped on free, and which
+path a block takes depends on the process's history (glibc adjusts its threshold as it goes): the
+same depthwise conv measured 2.3 ms or 20 ms in one process on a 2-core virtual machine, where each
+page fault is expensive. A framework serving a model in a loop reuses its heap instead. So before
+anything is timed the harness sets glibc's ``M_MMAP_THRESHOLD`` (1 GiB, else the largest allowed) and
+``M_TRIM_THRESHOLD`` (2 GiB) once for the process (:func:`steady_allocator`): blocks come from the
+heap and freed memory stays there for the next call. The process then keeps its peak heap instead of
+returning it to the OS. ``OSC_DESIGN_STEADY_MALLOC=0`` leaves the allocator alone; the mode is part of
+every cache table's key (:func:`allocator_mode`: ``glibc-steady`` or ``system``), so timings taken
+either way are never mixed.
+
 PyTorch runs under ``torch.no_grad`` with ``torch.set_num_threads(threads)`` (restored afterwards),
 modules in eval mode. JAX runs each op, and each whole module, as one ``jax.jit`` function with the
 weights as arguments; XLA's CPU thread pool is fixed at process start (one thread per usable core),
@@ -17,8 +35,11 @@ so the thread count of a JAX table is the number of usable cores.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib.metadata
 import os
+import sys
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -32,11 +53,15 @@ from .opkeys import OpKey
 if TYPE_CHECKING:  # pragma: no cover
     from ..spec import LayerSpec
 
-__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "measure_op", "measure_spec", "usable_cpus",
-           "backend_version", "DTYPES", "DEVICES"]
+__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops", "measure_spec",
+           "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator", "STEADY_MALLOC_ENV",
+           "DTYPES", "DEVICES"]
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
+STEADY_MALLOC_ENV = "OSC_DESIGN_STEADY_MALLOC"
+"""Set to ``0`` to time with the allocator as the process has it (see the module docstring)."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 @dataclass(frozen=True)
@@ -131,6 +156,45 @@ def backend_version(backend: str) -> str:
     raise UnknownBackendError(f"unknown backend {backend!r}; expected one of torch, jax")
 
 
+def _glibc() -> Any:
+    """The C library when it is glibc (it has ``gnu_get_libc_version``), else ``None``."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - raises AttributeError on musl and others
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def allocator_mode() -> str:
+    """How timings in this process are taken: ``"glibc-steady"`` (see :func:`steady_allocator`) or ``"system"``.
+
+    Nothing is changed by asking.
+    """
+    if os.environ.get(STEADY_MALLOC_ENV, "1").strip() == "0" or _glibc() is None:
+        return "system"
+    return "glibc-steady"
+
+
+@functools.lru_cache(maxsize=1)
+def steady_allocator() -> str:
+    """Hold glibc's heap steady for the rest of the process (once); return :func:`allocator_mode`.
+
+    Sets ``M_MMAP_THRESHOLD`` to 1 GiB (32 MiB where glibc refuses more) and ``M_TRIM_THRESHOLD`` to
+    2 GiB with ``mallopt``: large blocks come from the heap, and freed memory stays in it.
+    """
+    if allocator_mode() != "glibc-steady":
+        return "system"
+    libc = _glibc()
+    if not (libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) or libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)):
+        return "system"  # pragma: no cover - every glibc accepts 32 MiB
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    return "glibc-steady"
+
+
 def time_callable(fn: Callable[[], Any], policy: TimingPolicy = TimingPolicy(),
                   sync: Callable[[Any], Any] | None = None) -> Timing:
     """Time ``fn()`` (each result passed to ``sync`` before the clock stops) by the protocol above."""
@@ -148,6 +212,47 @@ def time_callable(fn: Callable[[], Any], policy: TimingPolicy = TimingPolicy(),
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
+    return _summary(times)
+
+
+def time_round_robin(fns: list[Callable[[], Any]], policy: TimingPolicy = TimingPolicy(),
+                     sync: Callable[[Any], Any] | None = None) -> list[Timing]:
+    """Time several callables in rounds of one call each, the order rotating from round to round.
+
+    Each is first called ``policy.warmup`` times. A callable takes part in every round until it has
+    ``min_runs`` timed calls and either ``max_runs`` of them or ``budget_s`` seconds spent in them: a
+    quick op keeps being sampled while slow ones run, so its calls spread over the whole measurement
+    and a slow spell of the machine weighs on every callable alike.
+    """
+    def call(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        out = fn()
+        if sync is not None:
+            sync(out)
+        return time.perf_counter() - t0
+
+    for fn in fns:
+        for _ in range(policy.warmup):
+            call(fn)
+    times: list[list[float]] = [[] for _ in fns]
+
+    def active(i: int) -> bool:
+        n = len(times[i])
+        return n < policy.min_runs or (n < policy.max_runs and sum(times[i]) < policy.budget_s)
+
+    r = 0
+    while True:
+        live = [i for i in range(len(fns)) if active(i)]
+        if not live:
+            break
+        for k in range(len(live)):
+            i = live[(r + k) % len(live)]
+            times[i].append(call(fns[i]))
+        r += 1
+    return [_summary(ts) for ts in times]
+
+
+def _summary(times: list[float]) -> Timing:
     if len(times) >= 4:
         q = statistics.quantiles(times, n=4, method="inclusive")
         spread = q[2] - q[0]
@@ -333,6 +438,7 @@ def measure_op(key: OpKey, ctx: Context, policy: TimingPolicy = TimingPolicy()) 
     SpecError
         The device is not available, or (JAX on CPU) ``threads`` differs from the usable cores.
     """
+    steady_allocator()
     if ctx.backend == "torch":
         torch, device, dtype, sync = _torch_env(ctx)
         with torch.no_grad(), _torch_threads(ctx.threads):
@@ -341,36 +447,72 @@ def measure_op(key: OpKey, ctx: Context, policy: TimingPolicy = TimingPolicy()) 
     return time_callable(_jax_op(key, ctx, jax, device, dtype), policy, _jax_sync)
 
 
-def measure_spec(spec: LayerSpec, ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
-                 module: Any = None, seed: int = 0) -> Timing:
-    """Time the whole module of ``spec`` end to end (``module`` replaces the built one).
-
-    PyTorch: ``osc_design.backends.torch.build_module`` in eval mode on an NCHW input. JAX:
-    ``osc_design.backends.jax.build_module`` split into graph and state, the call ``merge(graph,
-    state)(x)`` under ``jax.jit`` with the state as an argument, on an NHWC input.
-    """
-    from ..backends.export import resolve_input_size
-
-    h, w = resolve_input_size(spec, None)
-    c = spec.target.in_channels
+def measure_ops(keys: list[OpKey], ctx: Context, policy: TimingPolicy = TimingPolicy()) -> list[Timing]:
+    """Time several ops in isolation, round-robin (:func:`time_round_robin`), one :class:`Timing` each."""
+    steady_allocator()
     if ctx.backend == "torch":
         torch, device, dtype, sync = _torch_env(ctx)
-        from ..backends.torch import build_module
-
-        m = (build_module(spec, seed=seed) if module is None else module).to(device=device, dtype=dtype).eval()
-        x = torch.randn(ctx.batch, c, h, w, generator=torch.Generator().manual_seed(seed)).to(device, dtype)
         with torch.no_grad(), _torch_threads(ctx.threads):
-            return time_callable(lambda: m(x), policy, sync)
+            return time_round_robin([_torch_op(k, ctx, torch, device, dtype) for k in keys], policy, sync)
     jax, device, dtype = _jax_env(ctx)
+    return time_round_robin([_jax_op(k, ctx, jax, device, dtype) for k in keys], policy, _jax_sync)
+
+
+def _torch_spec_call(spec: LayerSpec, ctx: Context, module: Any, seed: int, torch: Any, device: Any,
+                     dtype: Any) -> Callable[[], Any]:
+    from ..backends.export import resolve_input_size
+    from ..backends.torch import build_module
+
+    h, w = resolve_input_size(spec, None)
+    m = (build_module(spec, seed=seed) if module is None else module).to(device=device, dtype=dtype).eval()
+    x = torch.randn(ctx.batch, spec.target.in_channels, h, w,
+                    generator=torch.Generator().manual_seed(seed)).to(device, dtype)
+    return lambda: m(x)
+
+
+def _jax_spec_call(spec: LayerSpec, ctx: Context, module: Any, seed: int, jax: Any, device: Any,
+                   dtype: Any) -> Callable[[], Any]:
     import jax.numpy as jnp
     import numpy as np
     from flax import nnx
 
+    from ..backends.export import resolve_input_size
     from ..backends.jax import build_module as jax_build
 
+    h, w = resolve_input_size(spec, None)
     m = jax_build(spec, seed=seed, dtype=dtype) if module is None else module
     graphdef, state = nnx.split(m)
     state = jax.device_put(state, device)
     f = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))
-    x = jax.device_put(jnp.asarray(np.random.default_rng(seed).standard_normal((ctx.batch, h, w, c)), dtype), device)
-    return time_callable(lambda: f(state, x), policy, _jax_sync)
+    x = jax.device_put(jnp.asarray(np.random.default_rng(seed).standard_normal(
+        (ctx.batch, h, w, spec.target.in_channels)), dtype), device)
+    return lambda: f(state, x)
+
+
+def measure_specs(specs: list[LayerSpec], ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
+                  modules: list[Any] | None = None, seed: int = 0) -> list[Timing]:
+    """Time whole modules end to end, round-robin (:func:`time_round_robin`), one :class:`Timing` each.
+
+    PyTorch: ``osc_design.backends.torch.build_module`` in eval mode on an NCHW input. JAX:
+    ``osc_design.backends.jax.build_module`` split into graph and state, the call ``merge(graph,
+    state)(x)`` under ``jax.jit`` with the state as an argument, on an NHWC input. ``modules``
+    (same length, ``None`` entries allowed) replace the built ones.
+    """
+    mods = [None] * len(specs) if modules is None else list(modules)
+    if len(mods) != len(specs):
+        raise SpecError(f"`modules` has {len(mods)} entries for {len(specs)} specs")
+    steady_allocator()
+    if ctx.backend == "torch":
+        torch, device, dtype, sync = _torch_env(ctx)
+        with torch.no_grad(), _torch_threads(ctx.threads):
+            fns = [_torch_spec_call(s, ctx, m, seed, torch, device, dtype) for s, m in zip(specs, mods)]
+            return time_round_robin(fns, policy, sync)
+    jax, device, dtype = _jax_env(ctx)
+    fns = [_jax_spec_call(s, ctx, m, seed, jax, device, dtype) for s, m in zip(specs, mods)]
+    return time_round_robin(fns, policy, _jax_sync)
+
+
+def measure_spec(spec: LayerSpec, ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
+                 module: Any = None, seed: int = 0) -> Timing:
+    """Time the whole module of ``spec`` end to end (``module`` replaces the built one); see :func:`measure_specs`."""
+    return measure_specs([spec], ctx, policy, modules=[module], seed=seed)[0]
