@@ -157,22 +157,29 @@ def network_renderables(plan: Any) -> list[Any]:
     table.add_column("layer", overflow="fold")
     table.add_column("target", overflow="fold")
     table.add_column("design", overflow="fold")
-    for name in ("params", "-> params", "MACs", "-> MACs", "cover"):
+    lat = plan.latency_table is not None
+    for name in ("params", "-> params", "MACs", "-> MACs", "cover") + (("ms", "-> ms") if lat else ()):
         table.add_column(name, justify="right", no_wrap=True)
     for lp, row in zip(plan.layers, plan.rows()):
+        ms = (f"{row['latency_ms_before']:.3f}", f"{row['latency_ms_after']:.3f}") if lat else ()
         table.add_row(row["name"], row["target"], row["choice"], fmt_int(row["params_before"]),
                       fmt_int(row["params_after"]), fmt_int(row["macs_before"]), fmt_int(row["macs_after"]),
-                      f"{row['coverage']:.0%}", style=None if lp.replaced else "dim")
+                      f"{row['coverage']:.0%}", *ms, style=None if lp.replaced else "dim")
     totals = plan.totals()
-    lines = [f"{plan.network}: policy {plan.policy}"
+    lines = [f"{plan.network}: policy {plan.policy}, objective {plan.objective}"
              + (f", budget {plan.budget}" if plan.budget else "")
              + f"; {totals['replaced_layers']} of {totals['layers']} convs replaced"]
     for key, label in (("total_params", "conv params (weights + bias)"), ("macs", "conv MACs"),
                        ("macs_valid", "conv MACs valid")):
         t = totals[key]
         lines.append(f"  {label:<28} {fmt_int(t['before']):>15} -> {fmt_int(t['after']):>15}  ({t['ratio']:.1%})")
+    if lat:
+        t = totals["latency_s"]
+        lines.append(f"  {'conv latency, predicted (ms)':<28} {t['before'] * 1e3:>15.3f} -> {t['after'] * 1e3:>15.3f}  "
+                     f"({t['ratio']:.1%}; sum over layers, table {t['table']})")
     if plan.bound is not None:
-        lines.append(f"  budget optimiser lower bound on the objective: {plan.bound:,.0f}")
+        unit = (f"{plan.bound * 1e3:,.3f} ms" if plan.objective == "latency" else f"{plan.bound:,.0f}")
+        lines.append(f"  budget optimiser lower bound on the objective: {unit}")
     kept = {lp.reason for lp in plan.layers if not lp.replaced}
     lines += [f"  kept: {reason}" for reason in sorted(kept)]
     return [table, Text("\n".join(lines)), Text(CONVENTIONS, style="dim")]

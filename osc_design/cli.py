@@ -78,6 +78,11 @@ class Objective(str, Enum):
     latency = "latency"
 
 
+class PlanObjective(str, Enum):
+    params = "params"
+    latency = "latency"
+
+
 class LatencyBackend(str, Enum):
     torch = "torch"
     jax = "jax"
@@ -113,6 +118,12 @@ def _positive(value: int | None) -> int | None:
     return value
 
 
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise typer.BadParameter(f"{value} is not allowed: must be 0 or a positive integer")
+    return value
+
+
 # -- shared options ------------------------------------------------------------------
 Channels = Annotated[int | None, typer.Option("--channels", "-c", callback=_positive, help="Input and output channels.")]
 InChannels = Annotated[int | None, typer.Option("--in-channels", callback=_positive, help="Input channels (overrides --channels).")]
@@ -129,6 +140,7 @@ LatBackend = Annotated[LatencyBackend | None, typer.Option("--backend", help="Pr
 Measure = Annotated[bool, typer.Option("--measure", help="Also measure each design's latency (slow: runs every module).")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Device for latency.")]
 BatchOpt = Annotated[int, typer.Option("--batch", callback=_positive, help="Batch size for latency.")]
+Refine = Annotated[int, typer.Option("--refine", callback=_non_negative, help="With --objective latency: measure the K best predicted designs end to end and choose the fastest measured.")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (atomically) instead of stdout.")]
 
 
@@ -225,14 +237,14 @@ def _latency(target: Target, designs: list[Any], backend: LatencyBackend | None,
         if measure:
             raise typer.BadParameter("--measure needs --backend torch or jax", param_hint="'--measure'")
         return {}
-    from .latency import latency_model, measure as measure_spec
+    from .latency import latency_model, measure_many
 
     model = latency_model(backend.value, device.value, batch=batch)
-    out: dict[str, dict[str, float]] = {}
-    for d in designs:
-        out[d.family] = {"predicted_ms": model.predict(d.spec).seconds * 1e3}
-        if measure:
-            out[d.family]["measured_ms"] = measure_spec(d.spec, backend.value, batch, device=device.value).median * 1e3
+    fresh = model.prefetch(d.spec for d in designs)  # missing ops timed round-robin
+    out = {d.family: {"predicted_ms": model.predict(d.spec, fresh=fresh).seconds * 1e3} for d in designs}
+    if measure:  # round-robin, so that a slow spell of the machine falls on every design alike
+        for d, m in zip(designs, measure_many([d.spec for d in designs], backend.value, batch, device=device.value)):
+            out[d.family]["measured_ms"] = m.seconds * 1e3
     return out
 
 
@@ -256,13 +268,15 @@ def _design_row(d: Any) -> dict[str, Any]:
 
 def run_compare(target: Target, defaulted: bool, objective: Objective, max_stages: int | None, square_only: bool,
                 dilation: bool, fmt: Format, output: Path | None, backend: LatencyBackend | None = None,
-                measure: bool = False, device: Device = Device.cpu, batch: int = 8) -> None:
+                measure: bool = False, device: Device = Device.cpu, batch: int = 8, refine: int = 0) -> None:
     """Compare every family for ``target`` and print the optimal OSC design with its certificate."""
     from .compare import compare
     from .solver import solve
 
     if objective is Objective.latency and backend is None:
         raise typer.BadParameter("--objective latency needs --backend torch or jax", param_hint="'--objective'")
+    if refine and objective is not Objective.latency:
+        raise typer.BadParameter(f"--refine {refine} needs --objective latency", param_hint="'--refine'")
     solver_opts = _solver_options(objective, max_stages, square_only, dilation)
     two_stage = {k: v for k, v in solver_opts.items() if k != "max_stages"}
     result = compare(target, options={"osc": solver_opts, "osc-2": two_stage})
@@ -271,7 +285,8 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
     if objective is Objective.latency:
         from .latency import solve_latency
 
-        fastest = solve_latency(target, backend.value, device.value, batch, max_stages)  # type: ignore[union-attr]
+        fastest = solve_latency(target, backend.value, device.value, batch, max_stages,  # type: ignore[union-attr]
+                                refine=refine)
     solution = solve(target, **solver_opts)
     note = " (default)" if defaulted else ""
     if fmt is Format.json:
@@ -290,6 +305,9 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
             row.update(latency.get(row["family"], {}))
         if fastest is not None:
             doc["fastest"] = {"design": fastest.name, "predicted_ms": fastest.seconds * 1e3,  # type: ignore[operator]
+                              "measured_ms": None if fastest.measured_seconds is None
+                              else fastest.measured_seconds * 1e3,
+                              "refined": {n: m.seconds * 1e3 for n, m in fastest.measured.items()},
                               "speedup_vs_conv": fastest.speedup, "space": fastest.space,
                               "spec": to_dict(fastest.spec)}
         _emit(_json(doc), output)
@@ -317,8 +335,11 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
                           "predicted from per-op microbenchmarks (cached under the user cache directory)"
                           + ("; measured end to end" if measure else ""), style="dim"))
     if fastest is not None:
+        meas = ("" if fastest.measured_seconds is None else
+                f", measured {fastest.measured_seconds * 1e3:.2f} ms (fastest measured of "
+                + ", ".join(f"{n} {m.seconds * 1e3:.2f}" for n, m in fastest.measured.items()) + " ms)")
         parts.append(Text(f"\nFastest fully-covering design on {backend.value}: {fastest.name}, predicted "  # type: ignore[union-attr]
-                          f"{fastest.seconds * 1e3:.2f} ms ({fastest.speedup:.1f}x the conv); "  # type: ignore[operator]
+                          f"{fastest.seconds * 1e3:.2f} ms ({fastest.speedup:.1f}x the conv){meas}; "  # type: ignore[operator]
                           f"space: {fastest.space}", style="bold"))
     parts += _solution_renderables(solution)
     _emit(_render(*parts, output=output), output)
@@ -361,6 +382,7 @@ def root(
     measure: Measure = False,
     device: DeviceOpt = Device.cpu,
     batch: BatchOpt = 8,
+    refine: Refine = 0,
     version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Compare every operator family for one target conv (the same as `compare`).
@@ -378,7 +400,7 @@ def root(
     _check_output(output)
     target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
     run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output, backend, measure,
-                device, batch)
+                device, batch, refine)
 
 
 @app.command("compare")
@@ -399,6 +421,7 @@ def compare_cmd(
     measure: Measure = False,
     device: DeviceOpt = Device.cpu,
     batch: BatchOpt = 8,
+    refine: Refine = 0,
 ) -> None:
     """Compare every operator family against the conventional conv: exact params, MACs, coverage.
 
@@ -407,7 +430,7 @@ def compare_cmd(
     _check_output(output)
     target, defaulted = _target(channels, in_channels, out_channels, kernel, stride, input_size)
     run_compare(target, defaulted, objective, max_stages, square_only, dilation, fmt, output, backend, measure,
-                device, batch)
+                device, batch, refine)
 
 
 @app.command("solve")
@@ -514,20 +537,37 @@ def network_cmd(
     policy: Annotated[str, typer.Option("--policy", help="Family to use where it helps (osc, osc-2, bsconv-u, ...).")] = "osc",
     budget_params: Annotated[float | None, typer.Option("--budget-params", help="Keep at most this fraction of the convs' params; minimise MACs.")] = None,
     budget_macs: Annotated[float | None, typer.Option("--budget-macs", help="Keep at most this fraction of the convs' MACs; minimise params.")] = None,
+    budget_latency: Annotated[float | None, typer.Option("--budget-latency", help="Keep at most this fraction of the convs' predicted latency; minimise params (needs --backend).")] = None,
+    objective: Annotated[PlanObjective, typer.Option("--objective", help="Per layer: fewest params, or fastest predicted (needs --backend); under --budget-params/--budget-macs, latency is what is minimised.")] = PlanObjective.params,
+    backend: Annotated[LatencyBackend | None, typer.Option("--backend", help="Predict every layer's latency on this framework (adds latency columns).")] = None,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 8,
     option: Annotated[list[str] | None, typer.Option("--option", help="Family option KEY=VALUE (repeatable), e.g. --option p=0.25.")] = None,
     fmt: FormatOpt = Format.table,
     output: Output = None,
 ) -> None:
     """Plan a design for every convolution of a network, with totals before and after.
 
+    --policy any draws from every family and the OSC Pareto front.
+
     Example: osc-design network resnet50 --policy osc --budget-params 0.2
     """
     _check_output(output)
     if (name is None) == (from_file is None):
         raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
-    for flag, value in (("--budget-params", budget_params), ("--budget-macs", budget_macs)):
+    flags = (("--budget-params", budget_params), ("--budget-macs", budget_macs), ("--budget-latency", budget_latency))
+    for flag, value in flags:
         if value is not None and not 0 < value <= 1:
             raise typer.BadParameter(f"{value} is not a fraction in (0, 1]", param_hint=f"'{flag}'")
+    if sum(v is not None for _, v in flags) > 1:
+        raise typer.BadParameter("give at most one of --budget-params, --budget-macs, --budget-latency",
+                                 param_hint="'--budget-*'")
+    if backend is None and (objective is PlanObjective.latency or budget_latency is not None):
+        flag = "--objective latency" if objective is PlanObjective.latency else "--budget-latency"
+        raise typer.BadParameter(f"{flag} needs --backend torch or jax", param_hint="'--backend'")
+    if objective is PlanObjective.latency and budget_latency is not None:
+        raise typer.BadParameter("--budget-latency caps latency while params are minimised: drop --objective latency",
+                                 param_hint="'--budget-latency'")
     options = _parse_options(option)
     from .networks.catalog import catalog_layers, catalog_names
     from .networks.plan import plan_network
@@ -541,10 +581,16 @@ def network_cmd(
         from .networks.description import load_network
 
         network, layers = load_network(from_file)  # type: ignore[arg-type]
+    model = None
+    if backend is not None:
+        from .latency import latency_model
+
+        model = latency_model(backend.value, device.value, batch=batch)
     advance, close = _progress(len(layers), f"planning {network}")
     try:
         plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
-                            budget_macs=budget_macs, progress=advance)
+                            budget_macs=budget_macs, budget_latency=budget_latency, objective=objective.value,
+                            latency=model, progress=advance)
     finally:
         close()
     if fmt is Format.json:

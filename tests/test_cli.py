@@ -151,3 +151,22 @@ def test_bare_command_imports_no_framework():
             "print(sorted(m for m in ('torch', 'jax', 'sympy', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_latency_columns_objective_and_refine(tmp_path, monkeypatch):
+    """--backend adds predicted latency, --measure measured latency, --objective latency --refine K the
+    fastest design chosen by measuring the K best predicted (real timings of a tiny target)."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("OSC_DESIGN_CACHE_DIR", str(tmp_path / "cache"))
+    r = run("--channels", "8", "--kernel", "3", "--input-size", "6", "--batch", "2", "--backend", "torch",
+            "--objective", "latency", "--refine", "2", "--measure", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert all(row["predicted_ms"] > 0 and row["measured_ms"] > 0 for row in doc["designs"])
+    fastest = doc["fastest"]
+    assert fastest["measured_ms"] == min(fastest["refined"].values()) and len(fastest["refined"]) >= 2
+    assert fastest["design"] in fastest["refined"] and "measured end to end" in fastest["space"]
+    assert (tmp_path / "cache" / "latency.json").exists()
+    r = run("--channels", "8", "--kernel", "3", "--input-size", "6", "--batch", "2", "--backend", "torch",
+            "--objective", "latency")
+    assert r.exit_code == 0 and "Fastest fully-covering design on torch" in r.stdout
