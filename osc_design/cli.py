@@ -534,11 +534,11 @@ def _progress(total: int, label: str) -> Any:
 def network_cmd(
     name: Annotated[str | None, typer.Argument(help="A catalogue network: resnet18, resnet50, vgg16, mobilenet_v2, cifar-resnet20, cifar-resnet56, cifar-resnet110.")] = None,
     from_file: Annotated[Path | None, typer.Option("--from", help="A network description JSON file instead of a catalogue name.")] = None,
-    policy: Annotated[str, typer.Option("--policy", help="Family to use where it helps (osc, osc-2, bsconv-u, ...).")] = "osc",
+    policy: Annotated[str, typer.Option("--policy", help="Family to use where it helps (osc, osc-2, bsconv-u, ...), or any.")] = "osc",
     budget_params: Annotated[float | None, typer.Option("--budget-params", help="Keep at most this fraction of the convs' params; minimise MACs.")] = None,
     budget_macs: Annotated[float | None, typer.Option("--budget-macs", help="Keep at most this fraction of the convs' MACs; minimise params.")] = None,
     budget_latency: Annotated[float | None, typer.Option("--budget-latency", help="Keep at most this fraction of the convs' predicted latency; minimise params (needs --backend).")] = None,
-    objective: Annotated[PlanObjective, typer.Option("--objective", help="Per layer: fewest params, or fastest predicted (needs --backend); under --budget-params/--budget-macs, latency is what is minimised.")] = PlanObjective.params,
+    objective: Annotated[PlanObjective, typer.Option("--objective", help="params: each layer's design with the fewest params; latency: the fastest predicted, or under --budget-params/--budget-macs the lowest total latency (needs --backend).")] = PlanObjective.params,
     backend: Annotated[LatencyBackend | None, typer.Option("--backend", help="Predict every layer's latency on this framework (adds latency columns).")] = None,
     device: DeviceOpt = Device.cpu,
     batch: BatchOpt = 8,
@@ -550,7 +550,8 @@ def network_cmd(
 
     --policy any draws from every family and the OSC Pareto front.
 
-    Example: osc-design network resnet50 --policy osc --budget-params 0.2
+    Examples: osc-design network resnet50 --policy osc --budget-params 0.2;
+    osc-design network resnet18 --policy any --objective latency --backend torch
     """
     _check_output(output)
     if (name is None) == (from_file is None):
