@@ -12,6 +12,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -230,20 +231,31 @@ def _solver_options(objective: Objective, max_stages: int | None, square_only: b
             "dilation": dilation}
 
 
-def _latency(target: Target, designs: list[Any], backend: LatencyBackend | None, measure: bool, device: Device,
-             batch: int) -> dict[str, dict[str, float]]:
-    """Predicted (and measured) latency in ms per family, when a backend is given."""
+def _latency_model(backend: LatencyBackend | None, device: Device, batch: int,
+                   before: Callable[[], Any] | None = None) -> tuple[Any, tuple[Callable[..., Any], Callable[[], None]]]:
+    """The latency model of the options (``None`` without --backend) reporting to a progress bar."""
+    timed = _op_progress(f"timing new ops on {backend.value if backend else ''}", before)
     if backend is None:
+        return None, timed
+    from .latency import LatencyModel
+
+    return LatencyModel(backend.value, device.value, batch=batch, progress=timed[0]), timed
+
+
+def _latency(designs: list[Any], model: Any, measure: bool) -> dict[str, dict[str, float]]:
+    """Predicted (and measured) latency in ms per family, when there is a model (--backend)."""
+    if model is None:
         if measure:
             raise typer.BadParameter("--measure needs --backend torch or jax", param_hint="'--measure'")
         return {}
-    from .latency import latency_model, measure_many
+    from .latency import measure_many
 
-    model = latency_model(backend.value, device.value, batch=batch)
+    ctx = model.context
     fresh = model.prefetch(d.spec for d in designs)  # missing ops timed round-robin
     out = {d.family: {"predicted_ms": model.predict(d.spec, fresh=fresh).seconds * 1e3} for d in designs}
     if measure:  # round-robin, so that a slow spell of the machine falls on every design alike
-        for d, m in zip(designs, measure_many([d.spec for d in designs], backend.value, batch, device=device.value)):
+        for d, m in zip(designs, measure_many([d.spec for d in designs], ctx.backend, ctx.batch, device=ctx.device,
+                                              threads=ctx.threads)):
             out[d.family]["measured_ms"] = m.seconds * 1e3
     return out
 
@@ -280,13 +292,16 @@ def run_compare(target: Target, defaulted: bool, objective: Objective, max_stage
     solver_opts = _solver_options(objective, max_stages, square_only, dilation)
     two_stage = {k: v for k, v in solver_opts.items() if k != "max_stages"}
     result = compare(target, options={"osc": solver_opts, "osc-2": two_stage})
-    latency = _latency(target, result.designs, backend, measure, device, batch)
-    fastest = None
-    if objective is Objective.latency:
-        from .latency import solve_latency
+    model, timed = _latency_model(backend, device, batch)
+    try:
+        latency = _latency(result.designs, model, measure)
+        fastest = None
+        if objective is Objective.latency:
+            from .latency import solve_latency
 
-        fastest = solve_latency(target, backend.value, device.value, batch, max_stages,  # type: ignore[union-attr]
-                                refine=refine)
+            fastest = solve_latency(target, max_stages=max_stages, model=model, refine=refine)
+    finally:
+        timed[1]()
     solution = solve(target, **solver_opts)
     note = " (default)" if defaulted else ""
     if fmt is Format.json:
@@ -518,6 +533,24 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _op_progress(label: str, before: Callable[[], Any] | None = None
+                 ) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar for ops timed on demand, started at the first report (after ``before()``, which
+    closes another bar: one live display at a time); returns (report, close)."""
+    bar: list[Any] = []
+
+    def report(done: int, total: int) -> None:
+        if not bar:
+            if before is not None:
+                before()
+            bar.extend(_progress(total, label))
+        bar[0](done - report.done)  # type: ignore[attr-defined]
+        report.done = done  # type: ignore[attr-defined]
+
+    report.done = 0  # type: ignore[attr-defined]
+    return report, (lambda: bar[1]() if bar else None)
+
+
 def _progress(total: int, label: str) -> Any:
     """A rich progress bar on stderr (silent when stderr is not a terminal); returns (advance, close)."""
     from rich.console import Console
@@ -527,7 +560,11 @@ def _progress(total: int, label: str) -> Any:
     progress = Progress(console=console, transient=True, disable=not console.is_terminal)
     task = progress.add_task(label, total=total)
     progress.start()
-    return (lambda *_: progress.advance(task)), progress.stop
+
+    def advance(step: Any = 1) -> None:  # a layer name (one step) or a number of steps
+        progress.advance(task, step if isinstance(step, int) else 1)
+
+    return advance, progress.stop
 
 
 @app.command("network")
@@ -582,18 +619,15 @@ def network_cmd(
         from .networks.description import load_network
 
         network, layers = load_network(from_file)  # type: ignore[arg-type]
-    model = None
-    if backend is not None:
-        from .latency import latency_model
-
-        model = latency_model(backend.value, device.value, batch=batch)
     advance, close = _progress(len(layers), f"planning {network}")
+    model, timed = _latency_model(backend, device, batch, before=close)
     try:
         plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
                             budget_macs=budget_macs, budget_latency=budget_latency, objective=objective.value,
                             latency=model, progress=advance)
     finally:
         close()
+        timed[1]()
     if fmt is Format.json:
         _emit(_json(plan.to_dict()), output)
     elif fmt is Format.csv:

@@ -388,6 +388,21 @@ def test_solve_latency_is_the_argmin_over_the_stated_space(cache_dir, backend, t
     assert sum(sol.provenance.values()) > 0 and sol.name in sol.table()
 
 
+def test_prefetch_times_each_missing_op_once_and_reports_progress(cache_dir, monkeypatch):
+    monkeypatch.setattr(LatencyModel, "PREFETCH_CHUNK", 5)
+    reports: list[tuple[int, int]] = []
+    rec = Recorder()
+    m = fake_model(measure_fn=rec, progress=lambda done, total: reports.append((done, total)))
+    specs = [d.spec for d in compare(TARGET) if d.coverage.full]
+    fresh = m.prefetch(specs)
+    timed = [i for i in rec.calls if i != CALL_KEY.id]
+    assert len(rec.calls) == len(set(rec.calls)) == len(fresh) and CALL_KEY.id in fresh
+    assert reports == [(0, len(timed))] + [(min(k, len(timed)), len(timed)) for k in range(5, len(timed) + 5, 5)]
+    assert m.prefetch(specs) == frozenset() and len(reports) == 1 + math.ceil(len(timed) / 5)  # all cached now
+    p = m.predict(specs[0], fresh=fresh)
+    assert p.cached == 0 and p.measured == len(p.ops) - sum(o.source == "free" for o in p.ops)
+
+
 def test_conv_is_always_a_candidate(cache_dir):
     sol = solve_latency(TARGET, families=["bsconv-u"], threads=2, measure_fn=Recorder())
     assert [c.name for c in sol.candidates if c.source == "family"] == ["conv", "bsconv-u"]

@@ -248,6 +248,9 @@ class LatencyModel:
         Which statistic of each op timing a prediction adds up: the median (default), or the fastest call,
         which on a machine shared with other work estimates the undisturbed latency (compare it with
         :attr:`Measurement.best`). Both are measured and cached every time.
+    progress : callable, optional
+        ``progress(done, total)`` as :meth:`prefetch` times missing ops (in rounds of up to
+        :attr:`PREFETCH_CHUNK` ops), e.g. for a progress bar.
 
     Examples
     --------
@@ -258,7 +261,7 @@ class LatencyModel:
                  threads: int | None = None, on_miss: OnMiss = "measure",
                  cache: LatencyCache | str | Any = None, measure_fn: MeasureFn | None = None,
                  policy: TimingPolicy | None = None, flush_every: int = 8,
-                 statistic: Statistic = "median") -> None:
+                 statistic: Statistic = "median", progress: Callable[[int, int], Any] | None = None) -> None:
         self.context = _context(backend, device, batch, dtype, threads)
         self.on_miss = _check_on_miss(on_miss)
         if statistic not in _STATISTICS:
@@ -271,6 +274,7 @@ class LatencyModel:
         if type(flush_every) is not int or flush_every < 1:
             raise SpecError(f"`flush_every` (={flush_every!r}) must be a positive integer")
         self.flush_every = flush_every
+        self.progress = progress
         self._pending: dict[OpKey, Timing] = {}
         self._known: dict[str, tuple[OpKey, Timing]] | None = None
         self._generation = -1
@@ -317,6 +321,9 @@ class LatencyModel:
             t = measure_op(op, self.context, self.policy)
         return self._remember(op, t)
 
+    PREFETCH_CHUNK = 64
+    """Most ops :meth:`prefetch` times in one round-robin (the ops of one target's candidates fit)."""
+
     def prefetch(self, specs: Iterable[LayerSpec]) -> frozenset[str]:
         """Measure now every op of ``specs`` that the table lacks, round-robin; return their op ids.
 
@@ -338,12 +345,18 @@ class LatencyModel:
         try:
             if CALL_KEY.id in missing:
                 self.measure_op(CALL_KEY)
-            if self.measure_fn is not None:
-                for op in rest:
-                    self.measure_op(op)
-            elif rest:
-                for op, t in zip(rest, measure_ops(rest, self.context, self.policy)):
-                    self._remember(op, t)
+            if rest and self.progress is not None:
+                self.progress(0, len(rest))
+            for start in range(0, len(rest), self.PREFETCH_CHUNK):
+                part = rest[start:start + self.PREFETCH_CHUNK]
+                if self.measure_fn is not None:
+                    for op in part:
+                        self.measure_op(op)
+                else:
+                    for op, t in zip(part, measure_ops(part, self.context, self.policy)):
+                        self._remember(op, t)
+                if self.progress is not None:
+                    self.progress(start + len(part), len(rest))
         finally:
             self.flush()
         return frozenset(missing)
