@@ -4,7 +4,7 @@ The frameworks are imported inside the functions here, never at module import.
 
 Protocol (every measurement, op or module): ``warmup`` untimed calls (the first one compiles under
 ``jax.jit``), then timed calls until at least ``min_runs`` are done and either ``max_runs`` are done or
-``budget_s`` seconds have passed. Each call is synchronised (``block_until_ready`` for JAX,
+``budget_s`` seconds have been spent in them. Each call is synchronised (``block_until_ready`` for JAX,
 ``torch.cuda.synchronize`` on CUDA). The result is the median and the spread (interquartile range)
 of the timed calls, in seconds, and their minimum (on a machine shared with other work the minimum is
 the least disturbed call: :class:`~osc_design.latency.LatencyModel` can predict from it instead).
@@ -90,7 +90,8 @@ class TimingPolicy:
     """How long to time: ``warmup`` untimed calls, then ``min_runs`` .. ``max_runs`` timed calls.
 
     Timing stops once ``min_runs`` calls are done and either ``max_runs`` calls are done or ``budget_s``
-    seconds have passed.
+    seconds have been spent in the timed calls (per op or module, also when several are timed
+    round-robin).
     """
 
     warmup: int = 2
@@ -198,21 +199,7 @@ def steady_allocator() -> str:
 def time_callable(fn: Callable[[], Any], policy: TimingPolicy = TimingPolicy(),
                   sync: Callable[[Any], Any] | None = None) -> Timing:
     """Time ``fn()`` (each result passed to ``sync`` before the clock stops) by the protocol above."""
-    def call() -> None:
-        out = fn()
-        if sync is not None:
-            sync(out)
-
-    for _ in range(policy.warmup):
-        call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < policy.min_runs or (len(times) < policy.max_runs
-                                           and time.perf_counter() - start < policy.budget_s):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return _summary(times)
+    return time_round_robin([fn], policy, sync)[0]
 
 
 def time_round_robin(fns: list[Callable[[], Any]], policy: TimingPolicy = TimingPolicy(),
@@ -438,13 +425,7 @@ def measure_op(key: OpKey, ctx: Context, policy: TimingPolicy = TimingPolicy()) 
     SpecError
         The device is not available, or (JAX on CPU) ``threads`` differs from the usable cores.
     """
-    steady_allocator()
-    if ctx.backend == "torch":
-        torch, device, dtype, sync = _torch_env(ctx)
-        with torch.no_grad(), _torch_threads(ctx.threads):
-            return time_callable(_torch_op(key, ctx, torch, device, dtype), policy, sync)
-    jax, device, dtype = _jax_env(ctx)
-    return time_callable(_jax_op(key, ctx, jax, device, dtype), policy, _jax_sync)
+    return measure_ops([key], ctx, policy)[0]
 
 
 def measure_ops(keys: list[OpKey], ctx: Context, policy: TimingPolicy = TimingPolicy()) -> list[Timing]:
