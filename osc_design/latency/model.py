@@ -341,25 +341,32 @@ class LatencyModel:
             for _, op in self._keys(spec):
                 if op is not None and op.id not in known:
                     missing.setdefault(op.id, op)
-        rest = [op for op in missing.values() if op.kind != CALL]
+        ops = list(missing.values())
         try:
-            if CALL_KEY.id in missing:
-                self.measure_op(CALL_KEY)
-            if rest and self.progress is not None:
-                self.progress(0, len(rest))
-            for start in range(0, len(rest), self.PREFETCH_CHUNK):
-                part = rest[start:start + self.PREFETCH_CHUNK]
-                if self.measure_fn is not None:
-                    for op in part:
-                        self.measure_op(op)
-                else:
-                    for op, t in zip(part, measure_ops(part, self.context, self.policy)):
-                        self._remember(op, t)
+            if ops and self.progress is not None:
+                self.progress(0, len(ops))
+            for start in range(0, len(ops), self.PREFETCH_CHUNK):
+                part = ops[start:start + self.PREFETCH_CHUNK]
+                self._time_ops(part)
                 if self.progress is not None:
-                    self.progress(start + len(part), len(rest))
+                    self.progress(start + len(part), len(ops))
         finally:
             self.flush()
         return frozenset(missing)
+
+    def _time_ops(self, ops: list[OpKey]) -> list[Timing]:
+        """Time ``ops`` now, round-robin (the ``call()`` overhead on its own), and remember them."""
+        out: dict[str, Timing] = {}
+        rest = []
+        for op in ops:
+            if self.measure_fn is not None or op.kind == CALL:
+                out[op.id] = self.measure_op(op)
+            else:
+                rest.append(op)
+        if rest:
+            for op, t in zip(rest, measure_ops(rest, self.context, self.policy)):
+                out[op.id] = self._remember(op, t)
+        return [out[op.id] for op in ops]
 
     def _remember(self, op: OpKey, t: Timing) -> Timing:
         with self._lock:
@@ -618,8 +625,11 @@ def calibrate(backend: str = "torch", device: str = "cpu", batch: int = 8, *, dt
 
     Notes
     -----
-    An interrupted run (Ctrl-C, an exception in ``progress``) writes what it measured before it stops
-    and leaves a valid file; the next run skips every op already cached in this context.
+    Ops are timed round-robin in rounds of up to :attr:`LatencyModel.PREFETCH_CHUNK` (as
+    :meth:`LatencyModel.prefetch` times a design's ops, so that calibrated and on-demand timings are
+    taken the same way). An interrupted run (Ctrl-C, an exception in ``progress``) writes what it
+    measured before it stops (every completed round) and leaves a valid file; the next run skips every
+    op already cached in this context.
     """
     model = LatencyModel(backend, device, batch=batch, dtype=dtype, threads=threads, on_miss="measure",
                          cache=cache_dir, measure_fn=measure_fn, policy=policy, flush_every=flush_every)
@@ -637,16 +647,17 @@ def calibrate(backend: str = "torch", device: str = "cpu", batch: int = 8, *, dt
     start = time.perf_counter()
     measured = skipped = 0
     try:
-        for i, op in enumerate(ops, 1):
-            if op.id in model.known():
-                skipped += 1
+        for first in range(0, len(ops), model.PREFETCH_CHUNK):  # rounds of ops timed round-robin
+            part = ops[first:first + model.PREFETCH_CHUNK]
+            known = model.known()
+            todo = [op for op in part if op.id not in known]
+            timed = dict(zip((op.id for op in todo), model._time_ops(todo)))
+            for i, op in enumerate(part, first + 1):
+                t = timed.get(op.id)
+                measured += t is not None
+                skipped += t is None
                 if progress is not None:
-                    progress(i, len(ops), op, None)
-                continue
-            t = model.measure_op(op)
-            measured += 1
-            if progress is not None:
-                progress(i, len(ops), op, t)
+                    progress(i, len(ops), op, t)
     finally:
         model.flush()
     return CalibrationReport(measured, skipped, len(ops), model.table_key.id, str(model.cache.path),
