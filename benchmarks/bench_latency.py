@@ -44,10 +44,11 @@ one untimed call) scaled to the batch: XLA's CPU convolutions with large kernels
 50x slower than the estimate (e.g. ``512 -> 512``, K = 9 at 7 x 7: 26 s per batch-8 run), and such
 targets are skipped on that backend and listed.
 
-Timing: ops are timed with one warm-up call then 3..30 calls within 0.15 s, whole modules with two
-warm-up calls then 5..30 rounds within 0.3 s per module. The harness holds glibc's heap steady
-(:func:`osc_design.latency.timing.steady_allocator`; ``OSC_DESIGN_STEADY_MALLOC=0`` to compare). The 1-minute load average is printed: on a shared
-machine, other work disturbs every timing.
+Timing: a target's missing ops are timed together, round-robin (one warm-up call each, then 3..30
+calls, up to 0.15 s of each op's own calls); its whole modules likewise (two warm-up calls, then 5..30
+calls, up to 0.3 s each). The harness holds glibc's heap steady
+(:func:`osc_design.latency.timing.steady_allocator`; ``OSC_DESIGN_STEADY_MALLOC=0`` to compare). The
+1-minute load average is printed: on a shared machine, other work disturbs every timing.
 
 The cache lives in a fresh temporary directory unless ``--cache-dir`` is given (timings from another
 run would make the "measured on demand" count meaningless). Candidate spaces (the OSC Pareto fronts)
