@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -381,11 +382,15 @@ FAMILY_TARGETS = {
 """Targets for the family sweep: stride 1 and 2, odd square and rectangular kernels."""
 
 
-def registered_family_ids() -> list[str]:
-    """Ids of every registered family (families and solver), as the registry lists them."""
+def family_cases(targets: tuple[str, ...] | None = None) -> list[Any]:
+    """``pytest.param(family id, target id)`` for every registered family and every target of
+    :data:`FAMILY_TARGETS` (or ``targets``)."""
+    import pytest
+
     from osc_design.registry import family_ids
 
-    return family_ids()
+    return [pytest.param(fid, tid, id=f"{fid}-{tid}") for fid in family_ids()
+            for tid in (FAMILY_TARGETS if targets is None else targets)]
 
 
 def build_family(fid: str, target: Target) -> LayerSpec | None:
@@ -401,9 +406,6 @@ def build_family(fid: str, target: Target) -> LayerSpec | None:
         except (SpecError, InfeasibleDesignError):
             pass
     return None
-
-
-SOLVER_FAMILY = "osc"
 
 
 def random_targets(n: int, seed: int = 0) -> list[Target]:
@@ -423,19 +425,10 @@ def random_targets(n: int, seed: int = 0) -> list[Target]:
 
 
 def solver_designs(n: int, seed: int = 0) -> list[LayerSpec]:
-    """``n`` designs of the solver for random targets (targets it rejects are redrawn).
+    """``n`` designs of the solver (family ``osc``) for random targets (targets it rejects are redrawn)."""
+    from osc_design.registry import get_family
 
-    Through the registry (family ``osc``) when it is registered, else ``osc_design.solver.solve(t).spec``.
-    """
-    from osc_design.registry import family_ids, get_family
-
-    if SOLVER_FAMILY in family_ids():
-        build = get_family(SOLVER_FAMILY).build
-    else:
-        from osc_design.solver import solve
-
-        def build(target: Target) -> LayerSpec:
-            return solve(target).spec
+    build = get_family("osc").build
 
     specs: list[LayerSpec] = []
     k = 0

@@ -15,7 +15,7 @@ jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'osc-
 pytest.importorskip("flax", reason="Flax is not installed (pip install 'osc-design[jax]')")
 
 import jax.numpy as jnp  # noqa: E402
-from backend_cases import CASES, FAMILY_TARGETS, build_family, case, random_specs, registered_family_ids  # noqa: E402
+from backend_cases import CASES, FAMILY_TARGETS, build_family, case, family_cases, random_specs  # noqa: E402
 
 from osc_design import BackendUnavailableError, GraphBuilder, SpecError, Target, UnknownBackendError  # noqa: E402
 from osc_design import backends  # noqa: E402
@@ -45,15 +45,7 @@ def test_random_graphs_agree(spec):
     assert cross_check(spec, batch=1, seed=0).ok
 
 
-def _family_params():
-    try:
-        ids = registered_family_ids()
-    except ImportError as exc:
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"registry incomplete: {exc}"))]
-    return [pytest.param(fid, tid, id=f"{fid}-{tid}") for fid in ids for tid in ("k7-s1", "k5x3-s2")]
-
-
-@pytest.mark.parametrize("fid, tid", _family_params())
+@pytest.mark.parametrize("fid, tid", family_cases(("k7-s1", "k5x3-s2")))
 def test_registered_families_agree(fid, tid):
     spec = build_family(fid, FAMILY_TARGETS[tid])
     if spec is None:

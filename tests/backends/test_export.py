@@ -16,13 +16,14 @@ jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'osc-
 pytest.importorskip("flax", reason="Flax is not installed (pip install 'osc-design[jax]')")
 
 import jax.numpy as jnp  # noqa: E402
-from backend_cases import CASES, FAMILY_TARGETS, build_family, case, registered_family_ids, xla_expected  # noqa: E402
+from backend_cases import CASES, FAMILY_TARGETS, build_family, case, xla_expected  # noqa: E402
 from flax import nnx  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from osc_design import SpecError, UnknownBackendError, cost  # noqa: E402
 from osc_design.backends import cross_check, export_source, resolve_input_size, verify  # noqa: E402
 from osc_design.backends import torch as tb  # noqa: E402
+from osc_design.registry import family_ids  # noqa: E402
 
 
 def load(tmp_path, spec, to, name="design"):
@@ -190,15 +191,7 @@ def test_long_permutations_are_wrapped(tmp_path):
     assert mod.PERMS["perm1"] == tuple(perm)
 
 
-def _family_params():
-    try:
-        ids = registered_family_ids()
-    except ImportError as exc:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"registry incomplete: {exc}"))]
-    return ids
-
-
-@pytest.mark.parametrize("fid", _family_params())
+@pytest.mark.parametrize("fid", family_ids())
 def test_registered_families_export(tmp_path, fid):
     spec = build_family(fid, FAMILY_TARGETS["k7-s1"])
     if spec is None:

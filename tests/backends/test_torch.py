@@ -14,9 +14,9 @@ from backend_cases import (  # noqa: E402
     FAMILY_TARGETS,
     build_family,
     case,
+    family_cases,
     np_evaluate,
     random_specs,
-    registered_family_ids,
     solver_designs,
 )
 from torch import nn  # noqa: E402
@@ -229,15 +229,7 @@ def test_verify_restores_training_mode():
 # ------------------------------------------------------------------------------------------ families, solver
 
 
-def _family_params():
-    try:
-        ids = registered_family_ids()
-    except ImportError as exc:
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"registry incomplete: {exc}"))]
-    return [pytest.param(fid, tid, id=f"{fid}-{tid}") for fid in ids for tid in FAMILY_TARGETS]
-
-
-@pytest.mark.parametrize("fid, tid", _family_params())
+@pytest.mark.parametrize("fid, tid", family_cases())
 def test_registered_families(fid, tid):
     spec = build_family(fid, FAMILY_TARGETS[tid])
     if spec is None:
@@ -246,10 +238,7 @@ def test_registered_families(fid, tid):
 
 
 def test_random_solver_designs():
-    try:
-        specs = solver_designs(100, seed=1)
-    except ImportError as exc:
-        pytest.skip(f"solver not importable: {exc}")
+    specs = solver_designs(100, seed=1)
     assert len(specs) == 100
     for spec in specs:
         params, flops, shape, ref, size = measured(spec, batch=1)
