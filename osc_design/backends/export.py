@@ -113,6 +113,21 @@ class Step:
         """The op name (``"conv2d"``, ``"shift"``...)."""
         return self.node.op
 
+    @property
+    def arg(self) -> tuple[int, ...]:
+        """The op's static arguments, as a module's forward uses them: ``(groups,)`` of a shuffle,
+        ``(start, stop)`` of a slice, ``(dy, dx)`` of a shift, the permutation; ``()`` otherwise."""
+        n = self.node
+        if isinstance(n, ChannelShuffle):
+            return (n.groups,)
+        if isinstance(n, Slice):
+            return (n.start, n.stop)
+        if isinstance(n, Shift):
+            return tuple(n.shift)
+        if isinstance(n, Permute):
+            return tuple(n.perm)
+        return ()
+
 
 def plan(spec: LayerSpec) -> tuple[Step, ...]:
     """The nodes of ``spec`` in topological order, with safe names (the input node comes first)."""

@@ -62,7 +62,7 @@ from flax import nnx
 from jax import lax
 
 from ..errors import OscDesignError, SpecError
-from ..ops import BatchNorm, Conv2d as ConvOp, Permute
+from ..ops import BatchNorm, Conv2d as ConvOp
 from ..spec import LayerSpec, Pair
 from .export import plan
 
@@ -184,7 +184,6 @@ class SpecModule(nnx.Module):
         program = []
         for step in steps[1:]:
             n = step.node
-            arg: tuple[int, ...] = ()
             if isinstance(n, ConvOp):
                 setattr(self, step.name, Conv2d(
                     n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
@@ -192,15 +191,7 @@ class SpecModule(nnx.Module):
                 ))
             elif isinstance(n, BatchNorm):
                 setattr(self, step.name, BatchNorm2d(n.num_features, dtype=dtype))
-            elif isinstance(n, Permute):
-                arg = n.perm
-            elif n.op == "channel_shuffle":
-                arg = (n.groups,)  # type: ignore[attr-defined]
-            elif n.op == "slice":
-                arg = (n.start, n.stop)  # type: ignore[attr-defined]
-            elif n.op == "shift":
-                arg = n.shift  # type: ignore[attr-defined]
-            program.append((n.op, step.name, step.inputs, arg))
+            program.append((n.op, step.name, step.inputs, step.arg))
         self.family = spec.family
         self._input = steps[0].name
         self._output = next(s.name for s in steps if s.node.id == spec.output)

@@ -97,7 +97,6 @@ class SpecModule(nn.Module):
         program: list[tuple[str, str, tuple[str, ...], tuple[int, ...]]] = []
         for step in steps[1:]:
             n = step.node
-            arg: tuple[int, ...] = ()
             if isinstance(n, Conv2d):
                 self.add_module(step.name, nn.Conv2d(
                     n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
@@ -107,13 +106,7 @@ class SpecModule(nn.Module):
                 self.add_module(step.name, nn.BatchNorm2d(n.num_features, **factory))
             elif isinstance(n, Permute):
                 self.register_buffer(step.name, torch.tensor(n.perm, dtype=torch.long, device=device))
-            elif n.op == "channel_shuffle":
-                arg = (n.groups,)  # type: ignore[attr-defined]
-            elif n.op == "slice":
-                arg = (n.start, n.stop)  # type: ignore[attr-defined]
-            elif n.op == "shift":
-                arg = n.shift  # type: ignore[attr-defined]
-            program.append((n.op, step.name, step.inputs, arg))
+            program.append((n.op, step.name, step.inputs, step.arg))
         self._input = steps[0].name
         self._output = next(s.name for s in steps if s.node.id == spec.output)
         self._program = tuple(program)
