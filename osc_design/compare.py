@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from . import families as _families  # noqa: F401  (registers the non-OSC families)
 from . import registry
 from .cost import Cost, cost
 from .coverage import Coverage, coverage

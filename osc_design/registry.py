@@ -17,7 +17,7 @@ from .errors import SpecError
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
 
-    from .spec import LayerSpec, Target
+    from .spec import LayerSpec
 
 __all__ = ["Family", "register", "get_family", "family_ids", "families", "FAMILY_MODULES"]
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from osc_design import Target, cost, coverage, load, loads
+from osc_design import Target, cost, coverage, load
 from osc_design.cli import app
 from osc_design.compare import compare
 from osc_design.serialize import from_dict
