@@ -1203,12 +1203,7 @@ def _fast_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
     reach = [reach_of[i] for i in ids.tolist()]
     inside_axes = []
     for a in (0, 1):
-        offs = {0}
-        cum = 1
-        for st in stages:
-            step = cum * st.dilation[a]
-            offs = {o + step * t - cum * st.padding[a] for o in offs for t in range(st.kernel_size[a])}
-            cum *= st.stride[a]
+        offs = _footprint(stages, a)
         K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
         inside_axes.append([t for t in range(K) if t - p in offs])
     taps = len(inside_axes[0]) * len(inside_axes[1])
@@ -1227,6 +1222,16 @@ def _fast_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
     return Coverage(covered, total, missing)
 
 
+def _footprint(stages: Sequence[Stage], a: int) -> set[int]:
+    """Offsets, in input pixels and relative to an output pixel's position, that the chain reads along axis ``a``."""
+    offs, cum = {0}, 1
+    for st in stages:
+        step = cum * st.dilation[a]
+        offs = {o + step * t - cum * st.padding[a] for o in offs for t in range(st.kernel_size[a])}
+        cum *= st.stride[a]
+    return offs
+
+
 def _model_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
     """Coverage as the model states it, unverified: full when ``prod n_i >= C_in`` and every window tap
     is in the 1-D footprints; otherwise the per-group computation (:func:`_fast_coverage`)."""
@@ -1235,12 +1240,7 @@ def _model_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
         reach *= st.fan_in
     if reach >= target.in_channels:
         for a in (0, 1):
-            offs = {0}
-            cum = 1
-            for st in stages:
-                step = cum * st.dilation[a]
-                offs = {o + step * t - cum * st.padding[a] for o in offs for t in range(st.kernel_size[a])}
-                cum *= st.stride[a]
+            offs = _footprint(stages, a)
             if any(t - target.padding[a] not in offs for t in range(target.kernel_size[a])):  # type: ignore[index]
                 break
         else:
