@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from osc_design import GraphBuilder, LayerSpec, SpecError, Target, cost_by_node
 from osc_design.errors import InfeasibleDesignError
 from osc_design.ops import shuffle_permutation
+from tests.strategies import OP_KINDS, divisors, other_op
 
 # ----------------------------------------------------------------------------------------- hand-written specs
 
@@ -282,10 +283,6 @@ def xla_expected(spec: LayerSpec, size, batch: int, *, compiled: bool) -> int | 
 # ----------------------------------------------------------------------------------------- random graphs
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 @st.composite
 def random_specs(draw, max_channels: int = 6, max_blocks: int = 5) -> LayerSpec:
     """A random valid spec (with an input size) using every op, conv fields drawn widely.
@@ -307,10 +304,9 @@ def random_specs(draw, max_channels: int = 6, max_blocks: int = 5) -> LayerSpec:
 
     for _ in range(draw(st.integers(2, max_blocks))):
         c = b.channels(x)
-        kind = draw(st.sampled_from(["conv", "conv", "shuffle", "permute", "slice", "shift", "identity",
-                                     "bn", "add", "concat"]))
+        kind = draw(st.sampled_from(OP_KINDS))
         if kind == "conv":
-            g = draw(st.sampled_from(_divisors(c)))
+            g = draw(st.sampled_from(divisors(c)))
             out = g * draw(st.integers(1, max(1, max_channels // g)))
             s = [draw(st.integers(1, 2)) if stride[a] == 1 else 1 for a in (0, 1)]
             k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
@@ -322,25 +318,8 @@ def random_specs(draw, max_channels: int = 6, max_blocks: int = 5) -> LayerSpec:
                 continue
             x = b.conv2d(x, out, k, stride=tuple(s), padding=p, dilation=d, groups=g, bias=draw(st.booleans()))
             stride = [stride[0] * s[0], stride[1] * s[1]]
-        elif kind == "shuffle":
-            x = b.channel_shuffle(x, draw(st.sampled_from(_divisors(c))))
-        elif kind == "permute":
-            x = b.permute(x, draw(st.permutations(list(range(c)))))
-        elif kind == "slice" and c > 1:
-            start = draw(st.integers(0, c - 1))
-            x = b.slice(x, start, draw(st.integers(start + 1, c)))
-        elif kind == "shift":
-            x = b.shift(x, (draw(st.integers(-2, 2)), draw(st.integers(-2, 2))))
-        elif kind == "identity":
-            x = b.identity(x)
-        elif kind == "bn":
-            x = b.batch_norm(x)
-        elif kind == "add":
-            x = b.add([same_conv(x, c, 1), same_conv(x, c, c), b.shift(x, (draw(st.integers(-1, 1)), 0))])
-        elif kind == "concat" and c > 1:
-            cut = draw(st.integers(1, c - 1))
-            left, right = b.slice(x, 0, cut), b.slice(x, cut, c)
-            x = b.concat([same_conv(right, draw(st.integers(1, 3)), 1), left])
+        else:
+            x = other_op(draw, b, x, kind, same_conv)
     # a target with the same stride and output size as the graph
     target = _matching_target(c_in, b.channels(x), size, b_sizes(b, x, size), tuple(stride))
     if target is None:
