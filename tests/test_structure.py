@@ -48,7 +48,8 @@ def test_the_checker_sees_a_long_function(tmp_path):
     (node,) = _functions(tree)
     assert node.end_lineno - node.lineno + 1 > MAX_LINES
     assert not _has_reason([], node)
-    assert _has_reason(["# long: a table", "def f():"], ast.parse("\n\ndef f():\n    pass\n").body[0])
+    assert _has_reason(["", "# long: a table", "def f():"], ast.parse("\n\ndef f():\n    pass\n").body[0])
+    assert not _has_reason(["# long: too far above", "", "def f():"], ast.parse("\n\ndef f():\n    pass\n").body[0])
 
 
 FRAMEWORKS = ("torch", "jax", "flax", "onnx", "onnxruntime")
