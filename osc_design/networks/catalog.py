@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..geometry import conv_output_size as _axis_output_size
+from ..geometry import conv_output_pair
 
 __all__ = [
     "CATALOG",
@@ -59,9 +59,7 @@ def conv_output_size(
     tuple of int
         ``floor((n + 2p - d(k - 1) - 1) / s) + 1`` for each dimension.
     """
-    return tuple(  # type: ignore[return-value]
-        _axis_output_size(n, k, s, p, d) for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation)
-    )
+    return conv_output_pair(size, kernel_size, stride, padding, dilation)
 
 
 class _Tracer:
