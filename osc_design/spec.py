@@ -10,17 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import SpecError
 from .geometry import check_int, conv_output_pair, pair
 from .ops import (
-    Add,
-    BatchNorm,
-    ChannelShuffle,
-    Concat,
-    Conv2d,
-    Identity,
-    Input,
-    Node,
-    Permute,
-    Shift,
-    Slice,
+    Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice,
 )
 
 if TYPE_CHECKING:  # pragma: no cover

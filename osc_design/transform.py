@@ -6,18 +6,7 @@ from dataclasses import replace
 
 from .errors import SpecError
 from .ops import (
-    Add,
-    BatchNorm,
-    ChannelShuffle,
-    Concat,
-    Conv2d,
-    Identity,
-    Input,
-    Node,
-    Permute,
-    Shift,
-    Slice,
-    shuffle_permutation,
+    Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice, shuffle_permutation,
 )
 from .spec import LayerSpec, Target, _freeze_options
 
