@@ -71,7 +71,8 @@ class Cost:
         def plus(a: int | None, b: int | None) -> int | None:
             return None if a is None or b is None else a + b
 
-        return Cost(*(plus(getattr(self, f.name), getattr(other, f.name)) for f in fields(Cost)))
+        spatial = (plus(getattr(self, f.name), getattr(other, f.name)) for f in fields(Cost)[2:])
+        return Cost(self.params + other.params, self.bias_params + other.bias_params, *spatial)
 
     def to_dict(self) -> dict[str, int | None]:
         """Every field and derived count, as JSON-ready integers (``None`` without an input size)."""
@@ -85,21 +86,20 @@ def node_cost(
     node: Node, in_sizes: list[Pair] | None = None, out_size: Pair | None = None, channels: int | None = None
 ) -> Cost:
     """Cost of one op. Spatial counts need ``in_sizes`` and ``out_size``; ``channels`` is the op's output width."""
-    spatial = in_sizes is not None and out_size is not None
     if isinstance(node, Conv2d):
         o, i_g, (kh, kw) = node.out_channels, node.in_channels // node.groups, node.kernel_size
         params = o * i_g * kh * kw
         bias = o if node.bias else 0
-        if not spatial:
+        if in_sizes is None or out_size is None:
             return Cost(params, bias)
-        (ih, iw), (oh, ow) = in_sizes[0], out_size  # type: ignore[index,misc]
+        (ih, iw), (oh, ow) = in_sizes[0], out_size
         vh = valid_taps(ih, kh, node.stride[0], node.padding[0], node.dilation[0])
         vw = valid_taps(iw, kw, node.stride[1], node.padding[1], node.dilation[1])
         return Cost(params, bias, params * oh * ow, o * i_g * vh * vw, bias * oh * ow, 0, 0)
     params = 2 * node.num_features if isinstance(node, BatchNorm) else 0
-    if not spatial:
+    if in_sizes is None or out_size is None:
         return Cost(params, 0)
-    elements = out_size[0] * out_size[1]  # type: ignore[index]
+    elements = out_size[0] * out_size[1]
     adds = norm = 0
     if isinstance(node, Add):
         if channels is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import SpecError
 
-__all__ = ["check_int", "pair", "conv_output_size", "valid_taps"]
+__all__ = ["check_int", "pair", "conv_output_size", "conv_output_pair", "valid_taps"]
 
 
 def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
@@ -48,6 +48,26 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
     """
     span = dilation * (kernel - 1) + 1
     return (size + 2 * padding - span) // stride + 1
+
+
+def conv_output_pair(
+    size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> tuple[int, int]:
+    """Spatial ``(h, w)`` output size of a convolution or pooling window, every argument an ``(h, w)`` pair.
+
+    :func:`conv_output_size` on each axis: ``floor((n + 2p - d(k - 1) - 1) / s) + 1``.
+
+    >>> conv_output_pair((15, 14), (7, 5), (2, 2), (3, 2))
+    (8, 7)
+    """
+    return (
+        conv_output_size(size[0], kernel_size[0], stride[0], padding[0], dilation[0]),
+        conv_output_size(size[1], kernel_size[1], stride[1], padding[1], dilation[1]),
+    )
 
 
 def valid_taps(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:

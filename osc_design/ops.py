@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from .errors import SpecError
-from .geometry import check_int, conv_output_size, pair
+from .geometry import check_int, conv_output_pair, pair
 
 __all__ = [
     "Node",
@@ -154,10 +154,7 @@ class Conv2d(Node):
         return self.out_channels
 
     def out_size_from(self, in_sizes: list[tuple[int, int]]) -> tuple[int, int]:
-        h, w = (
-            conv_output_size(in_sizes[0][a], self.kernel_size[a], self.stride[a], self.padding[a], self.dilation[a])
-            for a in (0, 1)
-        )
+        h, w = conv_output_pair(in_sizes[0], self.kernel_size, self.stride, self.padding, self.dilation)
         if h < 1 or w < 1:
             raise self._fail(f"input of size {in_sizes[0]} is too small for its kernel (output {h}x{w})")
         return (h, w)

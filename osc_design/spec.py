@@ -8,19 +8,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
-from .geometry import check_int, conv_output_size, pair
+from .geometry import check_int, conv_output_pair, pair
 from .ops import (
-    Add,
-    BatchNorm,
-    ChannelShuffle,
-    Concat,
-    Conv2d,
-    Identity,
-    Input,
-    Node,
-    Permute,
-    Shift,
-    Slice,
+    Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,44 +21,55 @@ __all__ = ["Target", "LayerSpec", "GraphBuilder"]
 Pair = tuple[int, int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Target:
     """The convolution a design replaces: ``in_channels -> out_channels``, ``kernel_size``, ``stride``.
 
-    ``padding`` defaults to ``(kh // 2, kw // 2)`` (PyTorch's usual choice; "same" for odd kernels at
-    stride 1). ``input_size`` ``(h, w)`` is optional: parameters need none, MACs do.
+    ``kernel_size``, ``stride``, ``padding`` and ``input_size`` accept an int or an ``(h, w)`` pair and are
+    stored as pairs. ``padding`` defaults to ``(kh // 2, kw // 2)`` (PyTorch's usual choice; "same" for odd
+    kernels at stride 1). ``input_size`` ``(h, w)`` is optional: parameters need none, MACs do.
 
     >>> t = Target(256, 256, 7, input_size=14)
     >>> t.kernel_size, t.padding, t.output_size
     ((7, 7), (3, 3), (14, 14))
+    >>> t == Target(256, 256, (7, 7), stride=1, padding=3, input_size=(14, 14))
+    True
     """
 
     in_channels: int
     out_channels: int
     kernel_size: Pair
-    stride: Pair = (1, 1)
-    padding: Pair | None = None
-    input_size: Pair | None = None
+    stride: Pair
+    padding: Pair
+    input_size: Pair | None
 
-    def __post_init__(self) -> None:
-        check_int(self.in_channels, "in_channels", minimum=1)
-        check_int(self.out_channels, "out_channels", minimum=1)
-        kernel = pair(self.kernel_size, "kernel_size", minimum=1)
-        object.__setattr__(self, "kernel_size", kernel)
-        object.__setattr__(self, "stride", pair(self.stride, "stride", minimum=1))
-        padding = (kernel[0] // 2, kernel[1] // 2) if self.padding is None else self.padding
-        object.__setattr__(self, "padding", pair(padding, "padding", minimum=0))
-        if self.input_size is not None:
-            size = pair(self.input_size, "input_size", minimum=1)
-            object.__setattr__(self, "input_size", size)
-            out = self._out(size)
-            if min(out) < 1:
-                raise SpecError(f"`input_size` (={size}) is too small for kernel {kernel} (output {out})")
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Pair,
+        stride: int | Pair = 1,
+        padding: int | Pair | None = None,
+        input_size: int | Pair | None = None,
+    ) -> None:
+        check_int(in_channels, "in_channels", minimum=1)
+        check_int(out_channels, "out_channels", minimum=1)
+        kernel = pair(kernel_size, "kernel_size", minimum=1)
+        values = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "kernel_size": kernel,
+            "stride": pair(stride, "stride", minimum=1),
+            "padding": pair((kernel[0] // 2, kernel[1] // 2) if padding is None else padding, "padding", minimum=0),
+            "input_size": None if input_size is None else pair(input_size, "input_size", minimum=1),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if self.input_size is not None and min(out := self._out(self.input_size)) < 1:
+            raise SpecError(f"`input_size` (={self.input_size}) is too small for kernel {kernel} (output {out})")
 
     def _out(self, size: Pair) -> Pair:
-        return tuple(  # type: ignore[return-value]
-            conv_output_size(size[a], self.kernel_size[a], self.stride[a], self.padding[a]) for a in (0, 1)
-        )
+        return conv_output_pair(size, self.kernel_size, self.stride, self.padding)
 
     @property
     def output_size(self) -> Pair | None:
@@ -86,7 +87,7 @@ class Target:
             "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size),
             "stride": list(self.stride),
-            "padding": list(self.padding),  # type: ignore[arg-type]
+            "padding": list(self.padding),
             "input_size": None if self.input_size is None else list(self.input_size),
         }
 
@@ -126,6 +127,22 @@ def _ancestors(by_id: dict[str, Node], output: str) -> set[str]:
     return needed
 
 
+def _propagate(by_id: dict[str, Node], order: list[str]) -> tuple[dict[str, int], dict[str, Pair]]:
+    """Channels and cumulative stride of every node, in topological ``order``; branches that meet must agree."""
+    channels: dict[str, int] = {}
+    strides: dict[str, Pair] = {}
+    for nid in order:
+        node = by_id[nid]
+        channels[nid] = node.out_channels_from([channels[i] for i in node.inputs])
+        in_strides = {strides[i] for i in node.inputs} or {(1, 1)}
+        if len(in_strides) != 1:
+            raise SpecError(f"node {nid!r} ({node.op}): inputs arrive at different strides {sorted(in_strides)}")
+        (s,) = in_strides
+        f = node.stride_factor()
+        strides[nid] = (s[0] * f[0], s[1] * f[1])
+    return channels, strides
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One design for a :class:`Target`: a DAG of ops with one input and one output node.
@@ -144,6 +161,10 @@ class LayerSpec:
     output: str
     family: str = "custom"
     options: tuple[tuple[str, Any], ...] = field(default=())
+    # derived by the validation in __post_init__; not part of the value (equality, hash, repr)
+    _order: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _channels: dict[str, int] = field(init=False, repr=False, compare=False)
+    _strides: dict[str, Pair] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, Target):
@@ -157,6 +178,33 @@ class LayerSpec:
 
     # -- validation ------------------------------------------------------------------
     def _check(self) -> None:
+        by_id, consumers = self._index_nodes()
+        order = self._topological_order(by_id, consumers)
+        needed = _ancestors(by_id, self.output)
+        unused = [n.id for n in self.nodes if n.id not in needed]
+        if unused:
+            raise SpecError(f"nodes {unused} do not lead to the output {self.output!r}")
+        channels, strides = _propagate(by_id, order)
+        object.__setattr__(self, "_order", tuple(order))
+        object.__setattr__(self, "_channels", channels)
+        object.__setattr__(self, "_strides", strides)
+        self._check_target()
+
+    def _check_target(self) -> None:
+        """The graph's input and output channels, total stride and (with an input size) output size."""
+        t, stride = self.target, self.cumulative_stride(self.output)
+        c_in, c_out = self.channels(self.input), self.channels(self.output)
+        if c_in != t.in_channels:
+            raise SpecError(f"input node has {c_in} channels, target `in_channels` is {t.in_channels}")
+        if c_out != t.out_channels:
+            raise SpecError(f"output node has {c_out} channels, target `out_channels` is {t.out_channels}")
+        if stride != t.stride:
+            raise SpecError(f"the graph's total stride {stride} differs from the target's {t.stride}")
+        if t.input_size is not None and (size := self.spatial_sizes()[self.output]) != t.output_size:
+            raise SpecError(f"the graph's output size {size} differs from the target's {t.output_size}")
+
+    def _index_nodes(self) -> tuple[dict[str, Node], dict[str, list[str]]]:
+        """Node id -> node and node id -> ids of the nodes reading it; ids, inputs and the output checked."""
         by_id: dict[str, Node] = {}
         for node in self.nodes:
             if not isinstance(node, Node):
@@ -175,40 +223,7 @@ class LayerSpec:
                 if src not in by_id:
                     raise SpecError(f"node {node.id!r}: input {src!r} is not a node id")
                 consumers[src].append(node.id)
-        order = self._topological_order(by_id, consumers)
-        needed = _ancestors(by_id, self.output)
-        unused = [n.id for n in self.nodes if n.id not in needed]
-        if unused:
-            raise SpecError(f"nodes {unused} do not lead to the output {self.output!r}")
-        object.__setattr__(self, "_order", tuple(order))
-        channels: dict[str, int] = {}
-        strides: dict[str, Pair] = {}
-        for nid in order:
-            node = by_id[nid]
-            ins = list(node.inputs)
-            channels[nid] = node.out_channels_from([channels[i] for i in ins])
-            if ins:
-                in_strides = {strides[i] for i in ins}
-                if len(in_strides) != 1:
-                    raise SpecError(f"node {nid!r} ({node.op}): inputs arrive at different strides {sorted(in_strides)}")
-                (s,) = in_strides
-            else:
-                s = (1, 1)
-            f = node.stride_factor()
-            strides[nid] = (s[0] * f[0], s[1] * f[1])
-        t = self.target
-        if channels[inputs[0].id] != t.in_channels:
-            raise SpecError(f"input node has {channels[inputs[0].id]} channels, target `in_channels` is {t.in_channels}")
-        if channels[self.output] != t.out_channels:
-            raise SpecError(f"output node has {channels[self.output]} channels, target `out_channels` is {t.out_channels}")
-        if strides[self.output] != t.stride:
-            raise SpecError(f"the graph's total stride {strides[self.output]} differs from the target's {t.stride}")
-        object.__setattr__(self, "_channels", channels)
-        object.__setattr__(self, "_strides", strides)
-        if t.input_size is not None:
-            sizes = self.spatial_sizes()
-            if sizes[self.output] != t.output_size:
-                raise SpecError(f"the graph's output size {sizes[self.output]} differs from the target's {t.output_size}")
+        return by_id, consumers
 
     def _topological_order(self, by_id: dict[str, Node], consumers: dict[str, list[str]]) -> list[str]:
         """Kahn's algorithm, ties broken by position in ``nodes``; a cycle is reported by its nodes."""
@@ -254,7 +269,7 @@ class LayerSpec:
     @property
     def order(self) -> tuple[str, ...]:
         """Node ids in a topological order (ties broken by position in ``nodes``)."""
-        return self._order  # type: ignore[attr-defined]
+        return self._order
 
     @property
     def input(self) -> str:
@@ -263,11 +278,11 @@ class LayerSpec:
 
     def channels(self, node_id: str) -> int:
         """Channels produced by a node."""
-        return self._channels[node_id]  # type: ignore[attr-defined]
+        return self._channels[node_id]
 
     def cumulative_stride(self, node_id: str) -> Pair:
         """Product of the strides between the graph input and this node's output, per axis."""
-        return self._strides[node_id]  # type: ignore[attr-defined]
+        return self._strides[node_id]
 
     def spatial_sizes(self, input_size: int | Pair | None = None) -> dict[str, Pair]:
         """``(h, w)`` of every node's output for ``input_size`` (default: the target's)."""
@@ -299,10 +314,6 @@ class LayerSpec:
     def options_dict(self) -> dict[str, Any]:
         """The family options as a plain dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.options}
-
-    def with_target(self, target: Target) -> LayerSpec:
-        """The same graph for another target (e.g. with an input size); re-validated."""
-        return LayerSpec(target, self.nodes, self.output, self.family, self.options)
 
 
 class GraphBuilder:

@@ -6,20 +6,9 @@ from dataclasses import replace
 
 from .errors import SpecError
 from .ops import (
-    Add,
-    BatchNorm,
-    ChannelShuffle,
-    Concat,
-    Conv2d,
-    Identity,
-    Input,
-    Node,
-    Permute,
-    Shift,
-    Slice,
-    shuffle_permutation,
+    Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice, shuffle_permutation,
 )
-from .spec import LayerSpec, Target
+from .spec import LayerSpec, Target, _freeze_options
 
 __all__ = ["lift_groups", "with_output_bias"]
 
@@ -80,7 +69,7 @@ def lift_groups(spec: LayerSpec, groups: int, target: Target) -> LayerSpec:
             nodes.append(Permute(id=nid, inputs=(f"{nid}__cat",), perm=tuple(order)))
         else:  # pragma: no cover - every op is handled above
             raise SpecError(f"cannot lift op {node.op!r}")
-    options = {**spec.options_dict, "lifted_groups": g}
+    options = _freeze_options({**spec.options_dict, "lifted_groups": g})
     return LayerSpec(target, tuple(nodes), spec.output, spec.family, options)
 
 
@@ -89,5 +78,5 @@ def with_output_bias(spec: LayerSpec) -> LayerSpec:
     out = spec.node_map[spec.output]
     if not isinstance(out, Conv2d):
         raise SpecError(f"family {spec.family!r} ends in {out.op!r}, not a conv, so it cannot carry the bias")
-    nodes = tuple(replace(n, bias=True) if n.id == spec.output else n for n in spec.nodes)
+    nodes = tuple(replace(out, bias=True) if n.id == spec.output else n for n in spec.nodes)
     return LayerSpec(spec.target, nodes, spec.output, spec.family, spec.options)

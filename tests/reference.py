@@ -1,79 +1,115 @@
 """Independent numpy reference for tests: evaluate a spec graph on real arrays.
 
-Written from the op semantics in the docs, without using osc_design's cost or coverage code.
+Written from the op semantics in the docs, without using osc_design's cost, coverage or backend code:
+:func:`evaluate` reads a spec's JSON dict only. Arrays are ``(..., C, H, W)`` (any leading batch axes)
+and everything is computed in float64.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+BATCH_NORM_EPS = 1e-5  # PyTorch's and flax's default
 
-def conv2d(x, weight, stride, padding, dilation, groups):
-    """Direct zero-padded grouped conv of x (C, H, W) with weight (O, C/g, kh, kw)."""
-    c, h, w = x.shape
+
+def conv2d(x, weight, stride, padding, dilation, groups, bias=None):
+    """Direct zero-padded grouped conv of ``x`` (..., C, H, W) with ``weight`` (O, C/g, kh, kw), plus ``bias`` (O)."""
+    *lead, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    xp = np.zeros((c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    xp[:, ph : ph + h, pw : pw + w] = x
+    xp = np.zeros((*lead, groups, cg, h + 2 * ph, w + 2 * pw))
+    xp[..., ph : ph + h, pw : pw + w] = np.asarray(x, dtype=np.float64).reshape(*lead, groups, cg, h, w)
     oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    out = np.zeros((o, oh, ow), dtype=x.dtype)
-    per_out = o // groups
-    for oc in range(o):
-        g = oc // per_out
-        for ic in range(cg):
-            for ty in range(kh):
-                for tx in range(kw):
-                    patch = xp[g * cg + ic, ty * dh : ty * dh + sh * (oh - 1) + 1 : sh,
-                               tx * dw : tx * dw + sw * (ow - 1) + 1 : sw]
-                    out[oc] += weight[oc, ic, ty, tx] * patch
-    return out
+    wg = np.asarray(weight, dtype=np.float64).reshape(groups, o // groups, cg, kh, kw)
+    out = np.zeros((*lead, groups, o // groups, oh, ow))
+    for ty in range(kh):
+        for tx in range(kw):
+            patch = xp[..., ty * dh : ty * dh + sh * (oh - 1) + 1 : sh, tx * dw : tx * dw + sw * (ow - 1) + 1 : sw]
+            out += np.einsum("...gcij,goc->...goij", patch, wg[..., ty, tx])
+    out = out.reshape(*lead, o, oh, ow)
+    return out if bias is None else out + np.asarray(bias, dtype=np.float64)[:, None, None]
 
 
 def shift(x, dy, dx):
+    """``out[..., y, x] = in[..., y - dy, x - dx]``, zero where the source is outside."""
     out = np.zeros_like(x)
-    c, h, w = x.shape
+    h, w = x.shape[-2:]
     for y in range(h):
         for xx in range(w):
-            sy, sx = y - dy, xx - dx
-            if 0 <= sy < h and 0 <= sx < w:
-                out[:, y, xx] = x[:, sy, sx]
+            if 0 <= y - dy < h and 0 <= xx - dx < w:
+                out[..., y, xx] = x[..., y - dy, xx - dx]
     return out
 
 
-def evaluate(spec_dict, x, weights=None):
-    """Evaluate a spec given as its JSON dict (so nothing of osc_design is used) on x (C, H, W).
+def _conv(node, a, params):
+    if params is None:  # the structural probe: all-ones kernels, no bias
+        shape = (node["out_channels"], node["in_channels"] // node["groups"], *node["kernel_size"])
+        params = {"weight": np.ones(shape)}
+    return conv2d(a, params["weight"], node["stride"], node["padding"], node["dilation"], node["groups"],
+                  params.get("bias"))
 
-    ``weights`` maps conv node id -> weight array; default all ones (a positive structural probe).
+
+def _batch_norm(a, params):
+    if params is None:  # the structural probe: batch norm as the identity
+        return a
+    p = {k: np.asarray(v, dtype=np.float64)[:, None, None] for k, v in params.items()}
+    return (a - p["running_mean"]) / np.sqrt(p["running_var"] + BATCH_NORM_EPS) * p["weight"] + p["bias"]
+
+
+def _apply(node, ins, params):
+    op, a = node["op"], ins[0] if ins else None
+    if op == "conv2d":
+        return _conv(node, a, params)
+    if op == "batch_norm":
+        return _batch_norm(a, params)
+    if op == "channel_shuffle":
+        c, g = a.shape[-3], node["groups"]
+        return a.reshape(*a.shape[:-3], g, c // g, *a.shape[-2:]).swapaxes(-4, -3).reshape(a.shape)
+    if op == "permute":
+        return a[..., np.asarray(node["perm"]), :, :]
+    if op == "slice":
+        return a[..., node["start"] : node["stop"], :, :]
+    if op == "concat":
+        return np.concatenate(ins, axis=-3)
+    if op == "add":
+        return sum(ins[1:], ins[0])
+    if op == "shift":
+        return shift(a, *node["shift"])
+    if op == "identity":
+        return a
+    raise ValueError(op)
+
+
+def evaluate(spec_dict: dict[str, Any], x, weights=None):
+    """Evaluate a spec given as its JSON dict (so nothing of osc_design is used) on ``x`` (..., C, H, W).
+
+    ``weights`` maps node id -> ``{name: array}`` in the backends' canonical form (conv ``weight`` and
+    optional ``bias``; batch norm ``weight``, ``bias``, ``running_mean``, ``running_var``). Without it every
+    conv kernel is all ones and batch norm is the identity: a positive structural probe.
     """
-    vals = {}
-    for node in spec_dict["graph"]["nodes"]:
-        op, ins = node["op"], [vals[i] for i in node["inputs"]]
-        if op == "input":
-            v = x
-        elif op == "conv2d":
-            shape = (node["out_channels"], node["in_channels"] // node["groups"], *node["kernel_size"])
-            w = np.ones(shape) if weights is None else weights[node["id"]]
-            v = conv2d(ins[0], w, node["stride"], node["padding"], node["dilation"], node["groups"])
-        elif op == "channel_shuffle":
-            c, g = ins[0].shape[0], node["groups"]
-            v = ins[0].reshape(g, c // g, *ins[0].shape[1:]).transpose(1, 0, 2, 3).reshape(ins[0].shape)
-        elif op == "permute":
-            v = ins[0][np.asarray(node["perm"])]
-        elif op == "slice":
-            v = ins[0][node["start"] : node["stop"]]
-        elif op == "concat":
-            v = np.concatenate(ins, axis=0)
-        elif op == "add":
-            v = sum(ins[1:], ins[0])
-        elif op == "shift":
-            v = shift(ins[0], *node["shift"])
-        elif op in ("identity", "batch_norm"):
-            v = ins[0]
-        else:
-            raise ValueError(op)
-        vals[node["id"]] = v
+    nodes = spec_dict["graph"]["nodes"]
+    vals: dict[str, Any] = {}
+    while len(vals) < len(nodes):  # in dependency order, whatever the order of the list
+        ready = [n for n in nodes if n["id"] not in vals and all(i in vals for i in n["inputs"])]
+        if not ready:
+            raise ValueError("the graph has a cycle or an unknown input")
+        for node in ready:
+            if node["op"] == "input":
+                vals[node["id"]] = np.asarray(x, dtype=np.float64)
+            else:
+                params = None if weights is None else weights.get(node["id"])
+                vals[node["id"]] = _apply(node, [vals[i] for i in node["inputs"]], params)
     return vals[spec_dict["graph"]["output"]]
+
+
+def evaluate_spec(spec, x, weights=None):
+    """:func:`evaluate` for a ``LayerSpec`` object, through its JSON document."""
+    from osc_design.serialize import to_dict
+
+    return evaluate(to_dict(spec), x, weights)
 
 
 def brute_force_offsets(spec_dict, stride, margin):
@@ -92,6 +128,6 @@ def brute_force_offsets(spec_dict, stride, margin):
                 x = np.zeros((c_in, size, size))
                 x[c, py, px] = 1.0
                 y = evaluate(spec_dict, x)
-                for o, qy, qx in zip(*np.nonzero(y)):
+                for o, qy, qx in zip(*np.nonzero(y), strict=True):
                     deps.setdefault((int(o), c), set()).add((py - int(qy) * stride[0], px - int(qx) * stride[1]))
     return deps

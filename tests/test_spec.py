@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import pickle
 
 import pytest
@@ -15,6 +17,31 @@ def test_target_normalises_and_defaults():
     assert t.kernel_size == (7, 5) and t.stride == (2, 2) and t.padding == (3, 2)
     assert t.output_size == (8, 7)
     assert t.describe() == "64->128 k7x5 s2 @15x14"
+
+
+def test_target_stores_pairs_whatever_form_it_was_given():
+    short = Target(256, 256, 7, input_size=14)
+    spelled = Target(in_channels=256, out_channels=256, kernel_size=[7, 7], stride=(1, 1), padding=(3, 3),
+                     input_size=[14, 14])
+    assert short == spelled and hash(short) == hash(spelled)
+    assert repr(short) == ("Target(in_channels=256, out_channels=256, kernel_size=(7, 7), stride=(1, 1), "
+                           "padding=(3, 3), input_size=(14, 14))")
+    for value in (short.kernel_size, short.stride, short.padding, short.input_size):
+        assert type(value) is tuple and len(value) == 2 and all(type(v) is int for v in value)
+    assert Target(4, 4, 3).input_size is None and Target(4, 4, 3).output_size is None
+
+
+def test_target_survives_pickle_copy_and_replace():
+    t = Target(8, 16, (5, 3), stride=2, padding=(2, 1), input_size=(11, 9))
+    for clone in (pickle.loads(pickle.dumps(t)), copy.deepcopy(t), dataclasses.replace(t)):
+        assert clone == t and clone.output_size == (6, 5)
+    wider = dataclasses.replace(t, out_channels=32, input_size=13)
+    assert (wider.out_channels, wider.input_size, wider.padding) == (32, (13, 13), (2, 1))
+    assert t.with_input_size(None) == dataclasses.replace(t, input_size=None)
+    with pytest.raises(SpecError, match=r"`stride` \(=0\) must be >= 1"):
+        dataclasses.replace(t, stride=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.stride = (1, 1)  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

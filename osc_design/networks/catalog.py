@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..geometry import conv_output_size as _axis_output_size
+from ..geometry import conv_output_pair as conv_output_size  # public here: (h, w) pairs in, (h, w) out
 
 __all__ = [
     "CATALOG",
@@ -38,30 +38,6 @@ class ConvLayer:
     def output_size(self) -> tuple[int, int]:
         """Spatial ``(h, w)`` of this convolution's output."""
         return conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding, self.dilation)
-
-
-def conv_output_size(
-    size: tuple[int, int],
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int] = (1, 1),
-) -> tuple[int, int]:
-    """Spatial output size of a convolution or pooling window.
-
-    Parameters
-    ----------
-    size, kernel_size, stride, padding, dilation
-        Per-dimension ``(h, w)`` pairs.
-
-    Returns
-    -------
-    tuple of int
-        ``floor((n + 2p - d(k - 1) - 1) / s) + 1`` for each dimension.
-    """
-    return tuple(  # type: ignore[return-value]
-        _axis_output_size(n, k, s, p, d) for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation)
-    )
 
 
 class _Tracer:
@@ -110,7 +86,7 @@ def _torchvision_resnet(block_depths: tuple[int, ...], bottleneck: bool) -> list
     t.pool(3, 2, 1)
     expansion = 4 if bottleneck else 1
     inplanes = 64
-    for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), block_depths)):
+    for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), block_depths, strict=True)):
         for index in range(depth):
             stride = 2 if stage > 0 and index == 0 else 1
             prefix = f"layer{stage + 1}.{index}"
@@ -164,7 +140,9 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
 
 
 # (expansion t, channels c, repeats n, first stride s) of MobileNetV2's inverted residuals.
-_MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENET_V2_SETTINGS = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
 
 
 def _mobilenet_v2(classes: int) -> list[ConvLayer]:

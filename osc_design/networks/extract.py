@@ -106,7 +106,7 @@ def _conv_layer(name: str, conv: torch.nn.Conv2d, input_size: tuple[int, int]) -
         if conv.padding == "valid":
             padding = (0, 0)
         else:  # "same" (torch only allows it with stride 1): total padding d * (k - 1) per dimension
-            totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
             if any(total % 2 for total in totals):
                 raise ValueError(
                     f"convolution {name!r} uses padding='same' with kernel {kernel} and dilation {dilation}, "

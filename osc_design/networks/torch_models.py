@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from osc_design.networks.catalog import _MOBILENET_V2_SETTINGS, _make_divisible
 from osc_design.networks.catalog import num_classes as _default_num_classes
 
 __all__ = ["build_model"]
@@ -87,6 +88,11 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """torchvision ImageNet ResNet."""
 
+    layer1: nn.Sequential  # the four stages, registered by name in __init__
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...], num_classes: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -94,7 +100,7 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
-        for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+        for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
             blocks = []
             for index in range(depth):
                 stride = 2 if stage > 0 and index == 0 else 1
@@ -158,7 +164,8 @@ class VGG(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
@@ -170,17 +177,15 @@ class VGG(nn.Module):
 # ----------------------------------------------------------------------------- torchvision MobileNetV2
 
 
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
 class ConvBNReLU6(nn.Sequential):
     """torchvision ``Conv2dNormActivation`` with BatchNorm and ReLU6: children ``0``, ``1``, ``2``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
+    ) -> None:
+        padding = (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU6(inplace=True),
         )
@@ -210,7 +215,7 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """torchvision MobileNetV2 (width multiplier 1.0, rounding to multiples of 8)."""
 
-    settings = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    settings = _MOBILENET_V2_SETTINGS  # (expansion t, channels c, repeats n, first stride s), as the catalogue
 
     def __init__(self, num_classes: int, width_mult: float = 1.0, dropout: float = 0.2) -> None:
         super().__init__()
@@ -249,7 +254,9 @@ class MobileNetV2(nn.Module):
 class ConvBlock(nn.Module):
     """BSConv ``ConvBlock``: bias-free conv, BatchNorm, optional ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, activation: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, activation: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
@@ -301,10 +308,11 @@ class CifarResNet(nn.Module):
         backbone["init_unit"] = nn.Sequential(OrderedDict(conv=ConvBlock(3, 16, 3)))
         in_channels = 16
         for stage, channels in enumerate((16, 32, 64)):
-            stage_units = OrderedDict(
-                (f"unit{unit + 1}", StandardUnit(in_channels if unit == 0 else channels, channels, 2 if stage > 0 and unit == 0 else 1))
-                for unit in range(units)
-            )
+            stage_units: OrderedDict[str, nn.Module] = OrderedDict()
+            for unit in range(units):
+                first = unit == 0
+                stride = 2 if stage > 0 and first else 1
+                stage_units[f"unit{unit + 1}"] = StandardUnit(in_channels if first else channels, channels, stride)
             backbone[f"stage{stage + 1}"] = nn.Sequential(stage_units)
             in_channels = channels
         backbone["global_pool"] = nn.AdaptiveAvgPool2d(1)

@@ -11,12 +11,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from hypothesis import strategies as st
 
 from osc_design import GraphBuilder, LayerSpec, SpecError, Target, cost_by_node
 from osc_design.errors import InfeasibleDesignError
 from osc_design.ops import shuffle_permutation
+from tests.reference import evaluate_spec as np_evaluate  # noqa: F401 (the backend tests' numpy reference)
 from tests.strategies import OP_KINDS, divisors, other_op
 
 # ----------------------------------------------------------------------------------------- hand-written specs
@@ -104,78 +104,6 @@ CASES: dict[str, Callable[[], LayerSpec]] = {
 
 def case(name: str) -> LayerSpec:
     return CASES[name]()
-
-
-# ----------------------------------------------------------------------------------------- numpy reference
-
-
-def np_conv2d(x, weight, bias, stride, padding, dilation, groups):
-    """Zero-padded grouped conv of ``x`` (N, C, H, W) with ``weight`` (O, C/g, kh, kw), float64."""
-    n, c, h, w = x.shape
-    o, cg, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
-    xp[:, :, ph:ph + h, pw:pw + w] = x
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    wg = weight.reshape(groups, o // groups, cg, kh, kw)
-    out = np.zeros((n, groups, o // groups, oh, ow))
-    for ty in range(kh):
-        for tx in range(kw):
-            patch = xp[:, :, ty * dh:ty * dh + sh * (oh - 1) + 1:sh, tx * dw:tx * dw + sw * (ow - 1) + 1:sw]
-            out += np.einsum("ngcij,goc->ngoij", patch.reshape(n, groups, cg, oh, ow), wg[..., ty, tx])
-    out = out.reshape(n, o, oh, ow)
-    return out if bias is None else out + bias[None, :, None, None]
-
-
-def np_shift(x, dy, dx):
-    """``out[..., y, x] = in[..., y - dy, x - dx]``, zero where the source is outside."""
-    out = np.zeros_like(x)
-    h, w = x.shape[-2:]
-    for y in range(h):
-        for xx in range(w):
-            if 0 <= y - dy < h and 0 <= xx - dx < w:
-                out[..., y, xx] = x[..., y - dy, xx - dx]
-    return out
-
-
-def np_evaluate(spec: LayerSpec, x: np.ndarray, weights: dict) -> np.ndarray:
-    """Evaluate ``spec`` on ``x`` (N, C, H, W) with canonical weights ``{node id: {name: array}}``."""
-    vals: dict[str, np.ndarray] = {}
-    for nid in spec.order:
-        node = spec.node_map[nid]
-        ins = [vals[i] for i in node.inputs]
-        op = node.op
-        if op == "input":
-            v = x.astype(np.float64)
-        elif op == "conv2d":
-            w = weights[nid]
-            v = np_conv2d(ins[0], w["weight"].astype(np.float64),
-                          None if "bias" not in w else w["bias"].astype(np.float64),
-                          node.stride, node.padding, node.dilation, node.groups)
-        elif op == "channel_shuffle":
-            n, c, h, w = ins[0].shape
-            g = node.groups
-            v = ins[0].reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
-        elif op == "permute":
-            v = ins[0][:, list(node.perm)]
-        elif op == "slice":
-            v = ins[0][:, node.start:node.stop]
-        elif op == "concat":
-            v = np.concatenate(ins, axis=1)
-        elif op == "add":
-            v = sum(ins[1:], ins[0])
-        elif op == "shift":
-            v = np_shift(ins[0], *node.shift)
-        elif op == "identity":
-            v = ins[0]
-        elif op == "batch_norm":
-            p = {k: a.astype(np.float64)[None, :, None, None] for k, a in weights[nid].items()}
-            v = (ins[0] - p["running_mean"]) / np.sqrt(p["running_var"] + 1e-5) * p["weight"] + p["bias"]
-        else:
-            raise ValueError(op)
-        vals[nid] = v
-    return vals[spec.output]
 
 
 # ----------------------------------------------------------------------------------------- XLA bookkeeping

@@ -24,7 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def conv_params(layer: ConvLayer) -> int:
     kh, kw = layer.kernel_size
-    return layer.out_channels * (layer.in_channels // layer.groups) * kh * kw + (layer.out_channels if layer.bias else 0)
+    weights = layer.out_channels * (layer.in_channels // layer.groups) * kh * kw
+    return weights + (layer.out_channels if layer.bias else 0)
 
 
 def test_names_shapes_and_classes():
@@ -82,7 +83,8 @@ PUBLISHED = {
 def test_parameter_count_matches_published(name):
     total, head = PUBLISHED[name]
     layers = catalog_layers(name)
-    batch_norm = 0 if name == "vgg16" else sum(2 * layer.out_channels for layer in layers if layer.name != "classifier.conv")
+    norm_widths = [layer.out_channels for layer in layers if layer.name != "classifier.conv"]
+    batch_norm = 0 if name == "vgg16" else 2 * sum(norm_widths)  # VGG-16 has no batch norm
     assert sum(conv_params(layer) for layer in layers) + batch_norm + head == total
 
 
@@ -126,7 +128,8 @@ def test_cifar_resnet_structure():
     assert names[start + 1] == "backbone.stage2.unit1.conv1.conv"
     assert sum(".projection." in n for n in names) == 2
     assert layers[-1] == ConvLayer("classifier.conv", 64, 100, (1, 1), (1, 1), (0, 0), 1, True, (1, 1))
-    assert [layer.output_size for layer in layers if layer.name.endswith("unit9.conv2.conv")] == [(32, 32), (16, 16), (8, 8)]
+    last_units = [layer.output_size for layer in layers if layer.name.endswith("unit9.conv2.conv")]
+    assert last_units == [(32, 32), (16, 16), (8, 8)]
     assert catalog_layers("cifar-resnet20", 10)[-1].out_channels == 10
 
 

@@ -65,7 +65,8 @@ def test_num_classes_argument():
 
 def test_torchvision_module_names():
     names = dict(model("resnet50").named_modules())
-    for expected in ("conv1", "bn1", "maxpool", "layer1.0.downsample.0", "layer1.0.downsample.1", "layer4.2.bn3", "avgpool", "fc"):
+    for expected in ("conv1", "bn1", "maxpool", "layer1.0.downsample.0", "layer1.0.downsample.1", "layer4.2.bn3",
+                     "avgpool", "fc"):
         assert expected in names
     assert isinstance(dict(model("vgg16").named_modules())["classifier.6"], nn.Linear)
     mobilenet = dict(model("mobilenet_v2").named_modules())
@@ -162,7 +163,8 @@ def test_bad_input_shape(bad):
     h=st.integers(10, 24), w=st.integers(10, 24), bias=st.booleans(),
 )
 def test_single_conv_matches_torch(groups, per_group_in, per_group_out, kh, kw, sh, sw, ph, pw, dh, dw, h, w, bias):
-    conv = nn.Conv2d(groups * per_group_in, groups * per_group_out, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups, bias)
+    c_in, c_out = groups * per_group_in, groups * per_group_out
+    conv = nn.Conv2d(c_in, c_out, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups, bias)
     (layer,) = extract_convs(nn.Sequential(conv), (groups * per_group_in, h, w))
     assert layer == ConvLayer(
         "0", groups * per_group_in, groups * per_group_out, (kh, kw), (sh, sw), (ph, pw), groups, bias, (h, w), (dh, dw)
