@@ -173,36 +173,48 @@ def build_compconv(target: Target, **options: Any) -> LayerSpec:
     if plan.depth == 0:
         y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, name="conv")
         return b.build(y, family="compconv", options=opts)
-    d, cp = plan.depth, plan.prim
-    (kh, kw) = t.kernel_size
+    d, (kh, kw) = plan.depth, t.kernel_size
     same = ((kh - 1) // 2, (kw - 1) // 2)
-    width = [2 ** (d - 1 - i) * cp for i in range(d)]  # c_i
-    xb: dict[int, str] = {d - 1: b.conv2d(b.input, cp, t.kernel_size, stride=t.stride, padding=t.padding,
+    width = [2 ** (d - 1 - i) * plan.prim for i in range(d)]  # c_i
+    xb: dict[int, str] = {d - 1: b.conv2d(b.input, plan.prim, t.kernel_size, stride=t.stride, padding=t.padding,
                                           name=f"B{d - 1}")}
-    xa: dict[int, str] = {}
-    if plan.copies:
-        src = b.input if plan.copies == t.in_channels else b.slice(b.input, 0, plan.copies, name="copies")
-        if plan.resample is not None:
-            src = b.conv2d(src, plan.copies, 1, stride=t.stride, padding=plan.resample, groups=plan.copies,
-                           name="copies_strided")
-        start = 0
-        for i in range(d - 1, 0, -1):
-            xa[i] = b.slice(src, start, start + width[i], name=f"A{i}")
-            start += width[i]
+    xa = _identity_units(b, plan, width)
     for i in range(d - 2, -1, -1):
         joined = b.concat([xa[i + 1], xb[i + 1]], name=f"cat{i}")
         xb[i] = b.conv2d(joined, width[i], t.kernel_size, padding=same, name=f"B{i}")
-    kept = width[0] - plan.excess
-    if kept and opts["variant"] == "linear":
-        src = xb[0] if plan.excess == 0 else b.slice(xb[0], 0, kept, name="B0_kept")
-        xa[0] = b.conv2d(src, kept, t.kernel_size, padding=same, groups=kept, name="A0")
-    elif kept:
-        xa[0] = b.conv2d(xb[0], kept, t.kernel_size, padding=same, name="A0")
-    pieces = [p for i in range(d - 1, 0, -1) for p in (xa[i], xb[i])] + ([xa[0]] if kept else []) + [xb[0]]
+    tail = _tailing_unit(b, xb[0], width[0] - plan.excess, plan.excess, same, opts["variant"])
+    pieces = [p for i in range(d - 1, 0, -1) for p in (xa[i], xb[i])] + ([tail] if tail else []) + [xb[0]]
     y = pieces[0] if len(pieces) == 1 else b.concat(pieces, name="cat")
     if t.out_channels % 2 == 0:
         y = b.channel_shuffle(y, 2, name="shuffle")
     return b.build(y, family="compconv", options=opts)
+
+
+def _identity_units(b: GraphBuilder, plan: _CompPlan, width: list[int]) -> dict[int, str]:
+    """``X_Ai`` for ``i = d-1 .. 1``: consecutive input channels, through the strided 1x1 subsampler if needed."""
+    t = b.target
+    if not plan.copies:
+        return {}
+    src = b.input if plan.copies == t.in_channels else b.slice(b.input, 0, plan.copies, name="copies")
+    if plan.resample is not None:
+        src = b.conv2d(src, plan.copies, 1, stride=t.stride, padding=plan.resample, groups=plan.copies,
+                       name="copies_strided")
+    xa, start = {}, 0
+    for i in range(plan.depth - 1, 0, -1):
+        xa[i] = b.slice(src, start, start + width[i], name=f"A{i}")
+        start += width[i]
+    return xa
+
+
+def _tailing_unit(b: GraphBuilder, b0: str, kept: int, excess: int, same: Pair, variant: str) -> str | None:
+    """``X_A0 = T(X_B0)`` on the ``kept`` channels (depthwise for "linear", dense for "squared"); None if none."""
+    if not kept:
+        return None
+    kernel = b.target.kernel_size
+    if variant == "linear":
+        src = b0 if excess == 0 else b.slice(b0, 0, kept, name="B0_kept")
+        return b.conv2d(src, kept, kernel, padding=same, groups=kept, name="A0")
+    return b.conv2d(b0, kept, kernel, padding=same, name="A0")
 
 
 def _cc_params(target: Target, **options: Any) -> sympy.Expr:
