@@ -197,3 +197,28 @@ def checks_table(report: Any) -> Table:
     for name, reason in report.skipped.items():
         table.add_row(name, "skipped", reason, "", "")
     return table
+
+
+def solution_renderables(solution: Any) -> list[Any]:
+    """The optimal separable convolution: its stages, cost, verified coverage and certificate."""
+    cert = solution.certificate.to_dict()
+    return [
+        Text(f"\nOptimal separable convolution ({solution.spec.family}, {solution.spec.stages} stages, "
+             f"objective {cert.get('objective', 'params')}):", style="bold"),
+        stages_table(solution.spec),
+        cost_lines(solution.cost),
+        Text(f"  receptive field: {solution.coverage.describe()} (verified exactly)"),
+        Text("Certificate:", style="bold"),
+        certificate_text(cert),
+    ]
+
+
+def pareto_table(rows: list[dict[str, Any]]) -> Table:
+    """The Pareto front's rows (:func:`osc_design.compare.pareto_rows`), one per design."""
+    table = Table(title="Pareto front over (params, MACs, stages)")
+    for name in ("stages", "params", "MACs", "MACs valid", "coverage"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(str(row["stages"]), fmt_int(row["params"]), fmt_int(row["macs"]),
+                      fmt_int(row["macs_valid"]), f"{row['coverage']:.0%}")
+    return table

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .latency import LatencySolution
     from .solver import Solution
 
-__all__ = ["Design", "Comparison", "compare", "best", "format_table", "solution_document", "sweep"]
+__all__ = ["Design", "Comparison", "compare", "best", "format_table", "sweep", "solution_document", "solution_row",
+           "pareto_rows"]
 
 Latency = Mapping[str, Mapping[str, float]]
 """Family id -> latency columns (``{"predicted_ms": ..., "measured_ms": ...}``) added to its row."""
@@ -316,6 +317,19 @@ def solution_document(solution: Solution) -> dict[str, Any]:
 
     return to_dict(solution.spec, cost=solution.cost.to_dict(), coverage=solution.coverage.to_dict(),
                    certificate=solution.certificate.to_dict())
+
+
+def solution_row(solution: Solution) -> dict[str, Any]:
+    """A solver solution as one flat CSV row: family, its cost counts, stages, coverage, bound and gap."""
+    return {"family": solution.spec.family, **solution.cost.to_dict(), "stages": solution.spec.stages,
+            "coverage": solution.coverage.fraction, "bound": solution.certificate.bound,
+            "gap": solution.certificate.gap}
+
+
+def pareto_rows(front: Iterable[Solution]) -> list[dict[str, Any]]:
+    """The rows of a Pareto front (:func:`osc_design.solver.pareto_front`): stages, params, MACs, coverage."""
+    return [{"stages": s.spec.stages, "params": s.cost.params, "macs": s.cost.macs,
+             "macs_valid": s.cost.macs_valid, "coverage": s.coverage.fraction} for s in front]
 
 
 def _fastest_document(fastest: LatencySolution) -> dict[str, Any]:
