@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -10,18 +11,18 @@ from typer.core import TyperGroup
 
 from ..errors import OscDesignError
 
-_USAGE_EXC = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-_CLICK_EXC = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_USAGE_EXC: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXC: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 class _OneLineErrors(TyperGroup):
     """Turns every failure into one ``Error: ...`` line on stderr with the documented exit code."""
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args=args, prog_name=prog_name or "osc-design", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+                              standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except _USAGE_EXC as e:
             code = _fail(e.format_message(), 2)

@@ -39,15 +39,15 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def _layers(name: str | None, from_file: Path) -> tuple[str, Any]:
-    """The network's name and conv layers, from the catalogue (``name``) or else a description file."""
-    if name is None:
+def _layers(name: str | None, from_file: Path | None) -> tuple[str, Any]:
+    """The network's name and conv layers, from a description file (``--from``) or else the catalogue."""
+    if from_file is not None:
         from ..networks.description import load_network
 
         return load_network(from_file)
     from ..networks.catalog import catalog_layers, catalog_names
 
-    if name not in catalog_names():
+    if name is None or name not in catalog_names():
         raise typer.BadParameter(f"{name!r} is not in the catalogue ({', '.join(catalog_names())})",
                                  param_hint="'NAME'")
     return name, catalog_layers(name)
@@ -108,7 +108,7 @@ def network_cmd(
     if (name is None) == (from_file is None):
         raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
     options = _parse_options(option)
-    network, layers = _layers(name, from_file)  # type: ignore[arg-type]  (one of them is given)
+    network, layers = _layers(name, from_file)
     budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
     from ..networks.plan import plan_network
 

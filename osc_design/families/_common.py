@@ -166,6 +166,12 @@ def _centred_padding(target: Target, kernel: Pair, *, family: str, option: str) 
     return (pads[0], pads[1])
 
 
+def padding_of(target: Target) -> Pair:
+    """The target's padding: a pair once the target is built (the field also takes ``None``, half the kernel)."""
+    padding: Any = target.padding
+    return padding
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 

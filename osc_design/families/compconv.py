@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SpecError
 from ..geometry import check_int
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _syms, Pair, _centred_padding, _lazy_sympy, _options, add
+from ._common import Pair, _centred_padding, _lazy_sympy, _options, _syms, add, padding_of
 from .dense import conv_params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,7 +98,7 @@ def _compconv_opts(target: Target, options: Mapping[str, Any]) -> tuple[dict[str
     resolved = {"depth": d, "c0": opts["c0"], "variant": opts["variant"]}
     if d == 0:
         return resolved, _CompPlan(0)
-    (kh, kw), c_out = target.kernel_size, target.out_channels  # type: ignore[misc]
+    (kh, kw), c_out = target.kernel_size, target.out_channels
     if kh % 2 == 0 or kw % 2 == 0:
         raise SpecError(
             f"compconv: `kernel_size` (={target.kernel_size}) must have odd sides at `depth` (={d}) >= 1: its chained "
@@ -168,15 +168,13 @@ def build_compconv(target: Target, **options: Any) -> LayerSpec:
         The two readings of eq. 8 (A: depthwise tail; B: full-conv tail).
     """
     opts, plan = _compconv_opts(target, options)
-    t = target
-    b = GraphBuilder(t)
+    t, b = target, GraphBuilder(target)
     if plan.depth == 0:
-        y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, name="conv")
+        y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t), name="conv")
         return b.build(y, family="compconv", options=opts)
-    d, (kh, kw) = plan.depth, t.kernel_size
-    same = ((kh - 1) // 2, (kw - 1) // 2)
+    d, same = plan.depth, ((t.kernel_size[0] - 1) // 2, (t.kernel_size[1] - 1) // 2)
     width = [2 ** (d - 1 - i) * plan.prim for i in range(d)]  # c_i
-    xb: dict[int, str] = {d - 1: b.conv2d(b.input, plan.prim, t.kernel_size, stride=t.stride, padding=t.padding,
+    xb: dict[int, str] = {d - 1: b.conv2d(b.input, plan.prim, t.kernel_size, stride=t.stride, padding=padding_of(t),
                                           name=f"B{d - 1}")}
     xa = _identity_units(b, plan, width)
     for i in range(d - 2, -1, -1):

@@ -12,7 +12,7 @@ from ..errors import SpecError
 from ..geometry import check_int
 from ..registry import get_family
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _syms, Pair, _centred_padding, _lazy_sympy, _options, add
+from ._common import Pair, _centred_padding, _lazy_sympy, _options, _syms, add
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -136,7 +136,7 @@ def _shiftwise_opts(target: Target, options: Mapping[str, Any]) -> _ShiftPlan:
     big = max(kh, kw)
     k = _small_kernel(target, options, "shiftwise", big, "the longer side")
     nk = shiftwise_kernels(big, k)
-    stride1 = Target(target.in_channels, target.in_channels, target.kernel_size, 1, target.padding)
+    stride1 = Target(target.in_channels, target.in_channels, target.kernel_size, (1, 1), target.padding)
     pad = _centred_padding(stride1, (k, k), family="shiftwise", option="small_kernel")
 
     def shifts(side: int) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _syms, _options, add
+from ._common import _options, _syms, add, padding_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -23,7 +23,7 @@ def build_depthwise_separable(target: Target, **options: Any) -> LayerSpec:
     _options("depthwise-separable", options, {})
     t = target
     b = GraphBuilder(t)
-    y = b.conv2d(b.input, t.in_channels, t.kernel_size, stride=t.stride, padding=t.padding,
+    y = b.conv2d(b.input, t.in_channels, t.kernel_size, stride=t.stride, padding=padding_of(t),
                  groups=t.in_channels, name="dw")
     y = b.conv2d(y, t.out_channels, 1, name="pw")
     return b.build(y, family="depthwise-separable")
