@@ -173,3 +173,22 @@ def test_latency_columns_objective_and_refine(tmp_path, monkeypatch):
     r = run("--channels", "8", "--kernel", "3", "--input-size", "6", "--batch", "2", "--backend", "torch",
             "--objective", "latency")
     assert r.exit_code == 0 and "Fastest fully-covering design on torch" in r.stdout
+
+
+def test_compare_takes_the_certificate_from_the_osc_design(monkeypatch):
+    # the optimal design's certificate comes with the compared osc design: one solve per osc family, not a third
+    import osc_design.solver as solver
+
+    calls = []
+    real = solver.solve
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("max_stages"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solver, "solve", counting)
+    r = run("--channels", "64", "--kernel", "5", "--format", "json")
+    assert r.exit_code == 0 and sorted(calls, key=str) == [2, None]
+    doc = json.loads(r.stdout)
+    osc = next(d for d in doc["designs"] if d["family"] == "osc")
+    assert doc["optimal"]["graph"] == osc["spec"]["graph"] and doc["optimal"]["cost"]["params"] == osc["params"]

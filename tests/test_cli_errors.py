@@ -52,6 +52,8 @@ def _run(args):
         (["network", "resnet18", "--budget-latency", "0.5"], 2, "--budget-latency needs --backend torch or jax"),
         (["network", "resnet18", "--budget-latency", "0"], 2, "0.0 is not a fraction in (0, 1]"),
         (["network", "resnet18", "--budget-params", "0.5", "--budget-macs", "0.5"], 2, "give at most one of"),
+        (["network", "resnet18", "--budget-latency", "0.5", "--objective", "latency", "--backend", "torch"], 2,
+         "--budget-latency caps latency while params are minimised: drop --objective latency"),
         (["verify", "/nonexistent.json"], 2, "is not a readable file"),
         (["export", "/nonexistent.json", "--to", "onnx"], 2, "Invalid value for '--to'"),
         (["plot", "scaling", "--output", "x.pdf"], 2, "must end in .png or .svg"),

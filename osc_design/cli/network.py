@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,12 @@ from ..errors import SpecError
 from . import output as out
 from ._app import app
 from .compare import latency_model
-from .options import BatchOpt, Device, DeviceOpt, Format, FormatOpt, LatencyBackend, Output, PlanObjective, check_output
+from .options import BatchOpt, Device, DeviceOpt, Format, FormatOpt, LatencyBackend, Output, check_output
+
+class PlanObjective(str, Enum):
+    params = "params"
+    latency = "latency"
+
 
 NETWORK_HELP = ("A catalogue network: resnet18, resnet50, vgg16, mobilenet_v2, cifar-resnet20, cifar-resnet56, "
                 "cifar-resnet110.")

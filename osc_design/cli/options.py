@@ -26,34 +26,6 @@ DEFAULT_INPUT = 56
 """Input size used for MAC counts when ``--input-size`` is not given (stated in every output)."""
 
 
-class Objective(str, Enum):
-    params = "params"
-    macs = "macs"
-    macs_valid = "macs-valid"
-    latency = "latency"
-
-
-class PlanObjective(str, Enum):
-    params = "params"
-    latency = "latency"
-
-
-class LatencyBackend(str, Enum):
-    torch = "torch"
-    jax = "jax"
-
-
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
 def parse_pair(text: str | None, option: str) -> tuple[int, int] | None:
     """``"7"`` -> ``(7, 7)``, ``"7x5"`` -> ``(7, 5)``; anything else is a usage error naming ``option``."""
     if text is None:
@@ -88,7 +60,7 @@ def check_output(output: Path | None) -> None:
         raise typer.BadParameter(f"{str(output)!r} is not a writable file path", param_hint="'--output'")
 
 
-# -- options used by several commands ---------------------------------------------------
+# -- options used by several commands, each after its choices -------------------------
 Channels = Annotated[int | None, typer.Option("--channels", "-c", callback=positive, help="Input and output channels.")]
 InChannels = Annotated[int | None, typer.Option(
     "--in-channels", callback=positive,
@@ -101,19 +73,50 @@ Stride = Annotated[str, typer.Option("--stride", "-s", help="Stride: 2 or 2x1.")
 InputSize = Annotated[str | None, typer.Option(
     "--input-size", "-i",
     help=f"Input size: 14 or 14x14 [default: {DEFAULT_INPUT}].")]
+
+
+class Objective(str, Enum):
+    params = "params"
+    macs = "macs"
+    macs_valid = "macs-valid"
+    latency = "latency"
+
+
 ObjectiveOpt = Annotated[Objective, typer.Option("--objective", help="What the OSC solver minimises.")]
 MaxStages = Annotated[int | None, typer.Option(
     "--max-stages", callback=positive,
     help="Most conv stages for the OSC solver [default: free].")]
 SquareOnly = Annotated[bool, typer.Option("--square-only", help="Only square kernels in OSC stages.")]
 Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", help="Allow dilated OSC stages.")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+class LatencyBackend(str, Enum):
+    torch = "torch"
+    jax = "jax"
+
+
 LatBackend = Annotated[LatencyBackend | None, typer.Option(
     "--backend",
     help="Predict latency on this framework (adds a column; needed by --objective latency).")]
 Measure = Annotated[bool, typer.Option(
     "--measure",
     help="Also measure each design's latency (slow: runs every module).")]
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Device for latency.")]
 BatchOpt = Annotated[int, typer.Option("--batch", callback=positive, help="Batch size for latency.")]
 Refine = Annotated[int, typer.Option(
