@@ -60,7 +60,8 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
         table.add_column(name, justify="right", no_wrap=True)
     if width >= 106:
         table.add_column("class", no_wrap=True)
-    lat_columns = sorted({k for v in (latency or {}).values() for k in v}, reverse=True)
+    latency = latency or {}
+    lat_columns = sorted({k for v in latency.values() for k in v}, reverse=True)
     for name in lat_columns:
         table.add_column(name.replace("_ms", " ms"), justify="right", no_wrap=True)
     for d in designs:
@@ -71,7 +72,7 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
         cells = [f"* {d.family}" if d.family == best else d.family] + [values[c] for c in columns]
         if width >= 106:
             cells.append(d.asymptotic)
-        cells += [f"{latency[d.family][k]:.2f}" if d.family in (latency or {}) else "-" for k in lat_columns]
+        cells += [f"{latency[d.family][k]:.2f}" if d.family in latency else "-" for k in lat_columns]
         style = "bold green" if d.family == best else ("dim" if not d.coverage.full else None)
         table.add_row(*cells, style=style)
     return table
@@ -160,7 +161,7 @@ def network_renderables(plan: Any) -> list[Any]:
     lat = plan.latency_table is not None
     for name in ("params", "-> params", "MACs", "-> MACs", "cover") + (("ms", "-> ms") if lat else ()):
         table.add_column(name, justify="right", no_wrap=True)
-    for lp, row in zip(plan.layers, plan.rows()):
+    for lp, row in zip(plan.layers, plan.rows(), strict=True):
         ms = (f"{row['latency_ms_before']:.3f}", f"{row['latency_ms_after']:.3f}") if lat else ()
         table.add_row(row["name"], row["target"], row["choice"], fmt_int(row["params_before"]),
                       fmt_int(row["params_after"]), fmt_int(row["macs_before"]), fmt_int(row["macs_after"]),
@@ -196,4 +197,29 @@ def checks_table(report: Any) -> Table:
                       style=None if c.ok else "bold red")
     for name, reason in report.skipped.items():
         table.add_row(name, "skipped", reason, "", "")
+    return table
+
+
+def solution_renderables(solution: Any) -> list[Any]:
+    """The optimal separable convolution: its stages, cost, verified coverage and certificate."""
+    cert = solution.certificate.to_dict()
+    return [
+        Text(f"\nOptimal separable convolution ({solution.spec.family}, {solution.spec.stages} stages, "
+             f"objective {cert.get('objective', 'params')}):", style="bold"),
+        stages_table(solution.spec),
+        cost_lines(solution.cost),
+        Text(f"  receptive field: {solution.coverage.describe()} (verified exactly)"),
+        Text("Certificate:", style="bold"),
+        certificate_text(cert),
+    ]
+
+
+def pareto_table(rows: list[dict[str, Any]]) -> Table:
+    """The Pareto front's rows (:func:`osc_design.compare.pareto_rows`), one per design."""
+    table = Table(title="Pareto front over (params, MACs, stages)")
+    for name in ("stages", "params", "MACs", "MACs valid", "coverage"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(str(row["stages"]), fmt_int(row["params"]), fmt_int(row["macs"]),
+                      fmt_int(row["macs_valid"]), f"{row['coverage']:.0%}")
     return table

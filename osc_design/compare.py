@@ -7,14 +7,18 @@
 >>> cmp.best.family, cmp.best.cost.params
 ('depthwise-separable', 67840)
 
+The library owns the documents: :meth:`Design.row` is the one row schema (CSV rows, sweep rows and the
+JSON document's designs), :meth:`Comparison.to_dict` the JSON document of ``osc-design compare`` and
+:func:`sweep` the rows of ``osc-design sweep``.
+
 Importing this module imports neither sympy nor scipy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from . import registry
 from .cost import Cost, cost
@@ -23,7 +27,15 @@ from .errors import SpecError
 from .registry import Family
 from .spec import LayerSpec, Target
 
-__all__ = ["Design", "Comparison", "compare", "best", "format_table"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .latency import LatencySolution
+    from .solver import Solution
+
+__all__ = ["Design", "Comparison", "compare", "best", "format_table", "sweep", "solution_document", "solution_row",
+           "pareto_rows"]
+
+Latency = Mapping[str, Mapping[str, float]]
+"""Family id -> latency columns (``{"predicted_ms": ..., "measured_ms": ...}``) added to its row."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,9 @@ class Design:
         The family's parameter class for ``C_in = C_out = C`` (``"C(C + K^2)"``).
     certainty : str
         ``"verified"`` or ``"reconstructed"`` (how the family's structure is known).
+    solution : Solution or None
+        The solver's solution (cost, coverage, certificate of optimality) for the families the solver
+        builds (``osc``, ``osc-2``); ``None`` for the others.
     """
 
     family: str
@@ -55,21 +70,32 @@ class Design:
     stages: int
     asymptotic: str
     certainty: str = "verified"
+    solution: Solution | None = None
 
     def row(self) -> dict[str, Any]:
-        """The design as a flat, JSON-ready dict (family, params, macs, macs_valid, stages, coverage, ...)."""
+        """The design as a flat, JSON-ready row: the one row schema of comparisons and sweeps.
+
+        Keys: family, params, bias_params, macs, macs_valid, flops, stages, coverage, full_coverage,
+        asymptotic (spatial counts ``None`` without an input size).
+        """
         return {
             "family": self.family,
             "params": self.cost.params,
-            "total_params": self.cost.total_params,
+            "bias_params": self.cost.bias_params,
             "macs": self.cost.macs,
             "macs_valid": self.cost.macs_valid,
+            "flops": self.cost.flops,
             "stages": self.stages,
             "coverage": self.coverage.fraction,
             "full_coverage": self.coverage.full,
             "asymptotic": self.asymptotic,
-            "certainty": self.certainty,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`row` with the design's layer-spec document under ``"spec"``."""
+        from .serialize import to_dict
+
+        return {**self.row(), "spec": to_dict(self.spec)}
 
 
 def _rank(d: Design) -> tuple[int, int, int, str]:
@@ -133,9 +159,61 @@ class Comparison(Sequence[Design]):
         """The design of ``family``, or ``None`` if it was skipped or not compared."""
         return next((d for d in self.designs if d.family == family), None)
 
-    def rows(self) -> list[dict[str, Any]]:
-        """:meth:`Design.row` of every design."""
-        return [d.row() for d in self.designs]
+    @property
+    def optimal(self) -> Solution | None:
+        """The solver's solution of the ``osc`` design (its certificate included), if ``osc`` was compared."""
+        design = self.get("osc")
+        return None if design is None else design.solution
+
+    def rows(self, latency: Latency | None = None) -> list[dict[str, Any]]:
+        """:meth:`Design.row` of every design, with its ``latency`` columns when given (the CSV document)."""
+        return [{**d.row(), **(latency or {}).get(d.family, {})} for d in self.designs]
+
+    def grid_rows(self) -> list[dict[str, Any]]:
+        """The rows of a sweep point: channels, kernel, input size, :meth:`Design.row`, whether it is the best.
+
+        The target is a sweep's: ``C -> C`` channels, a square kernel and an input size.
+        """
+        t = self.target
+        if t.in_channels != t.out_channels or t.kernel_size[0] != t.kernel_size[1] or t.input_size is None:
+            raise SpecError(f"a sweep point is a C -> C target with a square kernel and an input size, got {t}")
+        best_family = None if self.best is None else self.best.family
+        head = {"channels": t.in_channels, "kernel": t.kernel_size[0],
+                "input_size": f"{t.input_size[0]}x{t.input_size[1]}"}
+        return [{**head, **d.row(), "best": d.family == best_family} for d in self.designs]
+
+    def to_dict(self, *, input_size_default: bool = False, latency: Latency | None = None,
+                fastest: LatencySolution | None = None) -> dict[str, Any]:
+        """The JSON document of the comparison (``osc-design compare --format json``).
+
+        Parameters
+        ----------
+        input_size_default : bool
+            Whether the target's input size is a default rather than the user's (stated in the document).
+        latency : mapping, optional
+            Latency columns per family, added to the designs' rows.
+        fastest : LatencySolution, optional
+            The fastest design under a latency model, added as ``"fastest"``.
+
+        Returns
+        -------
+        dict
+            ``target``, ``input_size_default``, ``designs`` (:meth:`Design.to_dict` plus latency),
+            ``skipped``, ``best``, ``optimal`` (:func:`solution_document` of the ``osc`` design, or ``None``)
+            and, with ``fastest``, ``fastest``.
+        """
+        optimal = self.optimal
+        doc: dict[str, Any] = {
+            "target": self.target.to_dict(),
+            "input_size_default": input_size_default,
+            "designs": [{**d.to_dict(), **(latency or {}).get(d.family, {})} for d in self.designs],
+            "skipped": [{"family": f, "reason": r} for f, r in self.skipped],
+            "best": self.best.family if self.best else None,
+            "optimal": None if optimal is None else solution_document(optimal),
+        }
+        if fastest is not None:
+            doc["fastest"] = _fastest_document(fastest)
+        return doc
 
     def table(self) -> str:
         """Plain-text table of the designs and the skipped families (see :func:`format_table`)."""
@@ -204,12 +282,64 @@ def compare(
     skipped: list[tuple[str, str]] = []
     for fam in chosen:
         try:
-            spec = fam.build(target, **options.get(fam.id, {}))
+            built = fam.design(target, **options.get(fam.id, {}))
         except SpecError as exc:
             skipped.append((fam.id, str(exc)))
             continue
-        designs.append(Design(fam.id, spec, cost(spec), coverage(spec), spec.stages, fam.asymptotic, fam.certainty))
+        spec = built.spec
+        designs.append(Design(fam.id, spec, cost(spec), coverage(spec), spec.stages, fam.asymptotic, fam.certainty,
+                              built.solution))
     return Comparison(target, tuple(designs), tuple(skipped))
+
+
+def sweep(targets: Iterable[Target], families: Iterable[str] | None = None,
+          progress: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
+    """Compare ``families`` at every target of a grid: :meth:`Comparison.grid_rows` of each, in order.
+
+    ``progress()`` is called after each target (``osc-design sweep`` advances its bar).
+
+    >>> rows = sweep([Target(c, c, 3, input_size=8) for c in (16, 32)], families=["conv", "bsconv-u"])
+    >>> [(r["channels"], r["family"], r["params"], r["best"]) for r in rows]
+    [(16, 'conv', 2304, False), (16, 'bsconv-u', 400, True), (32, 'conv', 9216, False), (32, 'bsconv-u', 1312, True)]
+    """
+    chosen = None if families is None else list(families)
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        rows += compare(target, families=chosen).grid_rows()
+        if progress is not None:
+            progress()
+    return rows
+
+
+def solution_document(solution: Solution) -> dict[str, Any]:
+    """The layer-spec document of a solver solution, with its cost, coverage and certificate."""
+    from .serialize import to_dict
+
+    return to_dict(solution.spec, cost=solution.cost.to_dict(), coverage=solution.coverage.to_dict(),
+                   certificate=solution.certificate.to_dict())
+
+
+def solution_row(solution: Solution) -> dict[str, Any]:
+    """A solver solution as one flat CSV row: family, its cost counts, stages, coverage, bound and gap."""
+    return {"family": solution.spec.family, **solution.cost.to_dict(), "stages": solution.spec.stages,
+            "coverage": solution.coverage.fraction, "bound": solution.certificate.bound,
+            "gap": solution.certificate.gap}
+
+
+def pareto_rows(front: Iterable[Solution]) -> list[dict[str, Any]]:
+    """The rows of a Pareto front (:func:`osc_design.solver.pareto_front`): stages, params, MACs, coverage."""
+    return [{"stages": s.spec.stages, "params": s.cost.params, "macs": s.cost.macs,
+             "macs_valid": s.cost.macs_valid, "coverage": s.coverage.fraction} for s in front]
+
+
+def _fastest_document(fastest: LatencySolution) -> dict[str, Any]:
+    from .serialize import to_dict
+
+    measured = fastest.measured_seconds
+    return {"design": fastest.name, "predicted_ms": fastest.seconds * 1e3,  # type: ignore[operator]
+            "measured_ms": None if measured is None else measured * 1e3,
+            "refined": {n: m.seconds * 1e3 for n, m in fastest.measured.items()},
+            "speedup_vs_conv": fastest.speedup, "space": fastest.space, "spec": to_dict(fastest.spec)}
 
 
 def _num(v: int | None) -> str:
@@ -238,7 +368,7 @@ def format_table(designs: Iterable[Design], skipped: Iterable[tuple[str, str]] =
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for n, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -42,7 +42,8 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def plot_scaling(kernel: int, path: str | os.PathLike[str], channels: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024),
+def plot_scaling(kernel: int, path: str | os.PathLike[str],
+                 channels: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024),
                  input_size: int = 14) -> dict[str, list[int]]:
     """Params against channels ``C`` (``C_in = C_out``) for each family at one kernel, log-log, with the bounds.
 
@@ -53,7 +54,8 @@ def plot_scaling(kernel: int, path: str | os.PathLike[str], channels: tuple[int,
     plt = _pyplot()
     rows: dict[str, list[int]] = {f: [] for f in SCALING_FAMILIES}
     for c in channels:
-        for d in compare(Target(c, c, kernel, input_size=input_size), families=SCALING_FAMILIES).designs:
+        target = Target(c, c, (kernel, kernel), input_size=(input_size, input_size))
+        for d in compare(target, families=SCALING_FAMILIES).designs:
             rows[d.family].append(d.cost.params)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, values in rows.items():
@@ -71,7 +73,7 @@ def plot_scaling(kernel: int, path: str | os.PathLike[str], channels: tuple[int,
     return rows
 
 
-def plot_pareto(target: Target, path: str | os.PathLike[str]) -> list[tuple[int, int, int]]:
+def plot_pareto(target: Target, path: str | os.PathLike[str]) -> list[tuple[int, int, int | None]]:
     """The OSC Pareto front over (params, MACs, stages) with every family's design, log-log.
 
     Returns the front as ``(stages, params, macs)`` triples.

@@ -8,6 +8,7 @@ demand (sympy is imported only when a closed form is asked for).
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,9 +18,20 @@ from .errors import SpecError
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
 
-    from .spec import LayerSpec
+    from .solver import Solution
+    from .spec import LayerSpec, Target
 
-__all__ = ["Family", "register", "get_family", "family_ids", "families", "FAMILY_MODULES"]
+__all__ = ["Family", "FamilyDesign", "register", "get_family", "family_ids", "families", "registered",
+           "FAMILY_MODULES"]
+
+
+@dataclass(frozen=True)
+class FamilyDesign:
+    """A family's design for a target: the graph, with the solver's :class:`~osc_design.solver.Solution`
+    (cost, coverage and certificate of optimality) when the family is built by the solver."""
+
+    spec: LayerSpec
+    solution: Solution | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,9 @@ class Family:
         How the structure is known: ``"verified"`` (official code) or ``"reconstructed"`` (see docs).
     options:
         Option name -> default value (documented in the builder's docstring).
+    solve:
+        ``solve(target, **options) -> Solution`` for a family built by the solver (``osc``, ``osc-2``), whose
+        ``build`` is then ``solve(...).spec``; ``None`` for the others.
     """
 
     id: str
@@ -53,12 +68,28 @@ class Family:
     asymptotic: str
     certainty: str = "verified"
     options: Mapping[str, Any] = field(default_factory=dict)
+    solve: Callable[..., Solution] | None = None
+
+    def design(self, target: Target, **options: Any) -> FamilyDesign:
+        """The design for ``target``, with the solver's solution when there is one (one build, one solve).
+
+        >>> from osc_design import Target
+        >>> d = get_family("osc-2").design(Target(64, 64, 3))
+        >>> d.spec == d.solution.spec, d.solution.certificate.gap >= 0
+        (True, True)
+        >>> get_family("conv").design(Target(64, 64, 3)).solution is None
+        True
+        """
+        if self.solve is None:
+            return FamilyDesign(self.build(target, **options))
+        solution = self.solve(target, **options)
+        return FamilyDesign(solution.spec, solution)
 
 
 _REGISTRY: dict[str, Family] = {}
 
-FAMILY_MODULES = ("osc_design.families", "osc_design.osc_families")
-"""Modules whose import registers the built-in families (in display order)."""
+FAMILY_MODULES = ("osc_design.families",)
+"""Modules whose import registers the built-in families (the package imports its modules in display order)."""
 
 
 def register(family: Family) -> Family:
@@ -78,6 +109,12 @@ def family_ids() -> list[str]:
     """Ids of all registered families, in registration order."""
     _load_builtins()
     return list(_REGISTRY)
+
+
+def registered() -> Mapping[str, Family]:
+    """A live read-only view of the registry, id -> family, in registration order (the built-ins loaded)."""
+    _load_builtins()
+    return MappingProxyType(_REGISTRY)
 
 
 def families() -> list[Family]:

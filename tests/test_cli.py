@@ -54,7 +54,7 @@ def test_compare_json_contract_matches_library():
     lib = compare(target)
     assert [d["family"] for d in doc["designs"]] == [d.family for d in lib.designs]
     assert doc["best"] == lib.best.family
-    for row, design in zip(doc["designs"], lib.designs):
+    for row, design in zip(doc["designs"], lib.designs, strict=True):
         assert set(row) >= {"family", "params", "macs", "macs_valid", "flops", "stages", "coverage", "spec"}
         assert isinstance(row["params"], int) and isinstance(row["macs"], int) and isinstance(row["flops"], int)
         assert row["params"] == design.cost.params and row["macs"] == design.cost.macs
@@ -66,7 +66,8 @@ def test_compare_json_contract_matches_library():
 
 def test_solve_json_has_cost_and_certificate(tmp_path):
     out = tmp_path / "design.json"
-    r = run("solve", "--channels", "256", "--kernel", "7", "--max-stages", "2", "--format", "json", "--output", str(out))
+    r = run("solve", "--channels", "256", "--kernel", "7", "--max-stages", "2", "--format", "json",
+            "--output", str(out))
     assert r.exit_code == 0 and r.stdout == ""
     doc = json.loads(out.read_text())
     assert doc["format"] == "osc-design.layer" and doc["family"] == "osc-2"
@@ -84,14 +85,16 @@ def test_solve_pareto_table_and_csv():
     params = [int(row["params"]) for row in rows]
     macs = [int(row["macs"]) for row in rows]
     for i in range(len(rows)):  # non-dominated
-        assert not any(params[j] <= params[i] and macs[j] <= macs[i] and int(rows[j]["stages"]) <= int(rows[i]["stages"])
+        assert not any(params[j] <= params[i] and macs[j] <= macs[i]
+                       and int(rows[j]["stages"]) <= int(rows[i]["stages"])
                        and (params[j], macs[j], rows[j]["stages"]) != (params[i], macs[i], rows[i]["stages"])
                        for j in range(len(rows)))
 
 
 def test_verify_and_export(tmp_path):
     spec_path = tmp_path / "d.json"
-    assert run("solve", "-c", "32", "-k", "3", "-i", "8", "--max-stages", "2", "-f", "json", "-o", str(spec_path)).exit_code == 0
+    solved = run("solve", "-c", "32", "-k", "3", "-i", "8", "--max-stages", "2", "-f", "json", "-o", str(spec_path))
+    assert solved.exit_code == 0
     r = run("verify", str(spec_path))
     assert r.exit_code == 0 and "receptive field: full" in r.stdout
     r = run("verify", str(spec_path), "--format", "json")
@@ -170,3 +173,22 @@ def test_latency_columns_objective_and_refine(tmp_path, monkeypatch):
     r = run("--channels", "8", "--kernel", "3", "--input-size", "6", "--batch", "2", "--backend", "torch",
             "--objective", "latency")
     assert r.exit_code == 0 and "Fastest fully-covering design on torch" in r.stdout
+
+
+def test_compare_takes_the_certificate_from_the_osc_design(monkeypatch):
+    # the optimal design's certificate comes with the compared osc design: one solve per osc family, not a third
+    import osc_design.solver as solver
+
+    calls = []
+    real = solver.solve
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("max_stages"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solver, "solve", counting)
+    r = run("--channels", "64", "--kernel", "5", "--format", "json")
+    assert r.exit_code == 0 and sorted(calls, key=str) == [2, None]
+    doc = json.loads(r.stdout)
+    osc = next(d for d in doc["designs"] if d["family"] == "osc")
+    assert doc["optimal"]["graph"] == osc["spec"]["graph"] and doc["optimal"]["cost"]["params"] == osc["params"]

@@ -6,25 +6,25 @@ import dataclasses
 
 import pytest
 
-import osc_design.families as fam
-from osc_design import SpecError, Target
-from osc_design.compare import Comparison, Design, best, compare, format_table
+from osc_design import SpecError, Target, cost, solve
+from osc_design.compare import Comparison, Design, best, compare, format_table, solution_document, sweep
 from osc_design.registry import _REGISTRY
 
-MINE = list(fam.FAMILIES)
+RIVALS = ["conv", "grouped", "depthwise-separable", "spatial-separable", "depthwise-spatial-separable", "bsconv-u",
+          "bsconv-s", "compconv", "slak", "shiftwise"]
 
 
 def test_compare_all_families_256_k7():
     t = Target(256, 256, 7, input_size=14)
     cmp = compare(t)
     assert isinstance(cmp, Comparison)
-    # every registered family (including osc / osc-2 once the solver registers them) is a row or skipped
+    # every registered family (the solver's osc / osc-2 included) is a row or skipped
     order = list(_REGISTRY)
     rows = [order.index(d.family) for d in cmp]
     assert rows == sorted(rows)  # registration order
     seen = {d.family for d in cmp} | {f for f, _ in cmp.skipped}
     assert seen == set(_REGISTRY)
-    assert set(MINE) <= {d.family for d in cmp}  # k = 5 <= 7: nothing of ours is skipped here
+    assert {d.family for d in cmp} == set(RIVALS) | {"osc", "osc-2"}  # small_kernel 5 <= 7: nothing skipped
     conv = cmp.get("conv")
     assert conv.cost.params == 256 * 256 * 49 == 3_211_264
     assert conv.cost.macs == 3_211_264 * 14 * 14
@@ -38,8 +38,12 @@ def test_compare_all_families_256_k7():
     full = [d for d in cmp if d.coverage.full]
     fewest = min(d.cost.params for d in full)
     assert cmp.best.coverage.full and cmp.best.cost.params == fewest
-    if set(_REGISTRY) == set(MINE):
-        assert cmp.best.family == "bsconv-s"  # 256*64 + 64*256 + 49*256 = 45 312
+    # among the rivals BSConv-S wins: 256*64 + 64*256 + 49*256 = 45 312 params
+    rivals = compare(t, families=RIVALS)
+    assert rivals.best.family == "bsconv-s" and rivals.best.cost.params == 45_312
+    # with the solver's families the free-stage OSC wins; its design is the solver's own optimum
+    assert cmp.best.family == "osc" and cmp.best.cost.params < 45_312
+    assert cmp.get("osc").spec == solve(t).spec and cmp.get("osc-2").spec == solve(t, max_stages=2).spec
 
 
 def test_skipped_families_are_reported():
@@ -104,3 +108,40 @@ def test_format_table():
     assert lines[0].split() == ["family", "params", "macs", "macs_valid", "stages", "coverage"]
     assert lines[2].split() == ["conv", "2,304", "36,864", f"{16 * 16 * 10 * 10:,}", "1", "full"]
     assert lines[3].split()[-1] == "50.00%"
+
+
+def test_solver_families_carry_their_certificate():
+    t = Target(64, 64, 5, input_size=12)
+    cmp = compare(t)
+    osc = cmp.get("osc")
+    assert osc.solution is not None and cmp.optimal is osc.solution
+    reference = solve(t)  # an independent call of the solver
+    assert osc.solution.certificate.to_dict() == reference.certificate.to_dict()
+    assert osc.solution.cost == cost(osc.spec) == reference.cost
+    assert all(d.solution is None for d in cmp if d.family not in ("osc", "osc-2"))
+    assert compare(t, families=["conv"]).optimal is None
+
+
+def test_one_row_schema_for_csv_json_and_sweep():
+    t = Target(32, 32, 3, input_size=10)
+    cmp = compare(t, families=["conv", "grouped", "osc"])
+    keys = ["family", "params", "bias_params", "macs", "macs_valid", "flops", "stages", "coverage", "full_coverage",
+            "asymptotic"]
+    assert [list(r) for r in cmp.rows()] == [keys] * 3
+    conv = cmp.rows()[0]
+    assert conv["params"] == 32 * 32 * 9 and conv["flops"] == 2 * conv["macs"] == 2 * 32 * 32 * 9 * 100
+    with_latency = cmp.rows({"grouped": {"predicted_ms": 1.5}})
+    assert with_latency[1]["predicted_ms"] == 1.5 and "predicted_ms" not in with_latency[0]
+    doc = cmp.to_dict(input_size_default=True)
+    assert list(doc) == ["target", "input_size_default", "designs", "skipped", "best", "optimal"]
+    assert [list(d) for d in doc["designs"]] == [keys + ["spec"]] * 3
+    assert doc["input_size_default"] is True and doc["best"] == cmp.best.family
+    assert doc["optimal"] == solution_document(solve(t)) and doc["optimal"]["certificate"]["gap"] >= 0
+    assert compare(t, families=["conv"]).to_dict()["optimal"] is None
+    ticks = []
+    rows = sweep([t, Target(16, 16, 3, input_size=10)], families=["conv", "grouped"], progress=lambda: ticks.append(1))
+    assert len(ticks) == 2 and [r["channels"] for r in rows] == [32, 32, 16, 16]
+    assert list(rows[0]) == ["channels", "kernel", "input_size"] + keys + ["best"]
+    assert rows[0]["input_size"] == "10x10" and [r["best"] for r in rows] == [True, False, True, False]
+    with pytest.raises(SpecError, match="sweep point"):
+        compare(Target(16, 32, 3, input_size=8), families=["conv"]).grid_rows()

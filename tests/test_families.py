@@ -6,6 +6,8 @@ here; the geometry checks use the independent numpy evaluator of tests/reference
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import subprocess
 import sys
 from fractions import Fraction
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 import osc_design.families as fam
 from osc_design import SpecError, Target, cost, coverage
-from osc_design.registry import _REGISTRY
+from osc_design.registry import _REGISTRY, get_family
 from osc_design.serialize import to_dict
 from tests.reference import brute_force_offsets
 
@@ -38,12 +40,40 @@ def macs(family, target, **options):
 
 
 def test_registered_ids_in_order():
-    assert list(fam.FAMILIES) == IDS
+    assert list(fam.FAMILIES) == IDS + ["osc-2", "osc"] == list(_REGISTRY)  # one registry, one order
     for fid in IDS:
         assert _REGISTRY[fid] is fam.FAMILIES[fid]
         assert fam.FAMILIES[fid].certainty in ("verified", "reconstructed")
         spec = fam.FAMILIES[fid].build(Target(16, 16, 7, input_size=9))
         assert spec.family == fid
+
+
+def test_closed_forms_of_every_registered_family_by_id():
+    # the solver's families go through the same registry as the rivals (count_params used to refuse them)
+    t = Target(256, 256, 7, input_size=14)
+    for fid in ("osc", "osc-2", "conv"):
+        built = cost(get_family(fid).build(t))
+        assert fam.count_params(fid, t) == built.params
+        assert fam.count_macs(fid, t) == built.macs
+    with pytest.raises(SpecError, match="unknown family 'nope'"):
+        fam.count_params("nope", t)
+
+
+def test_design_carries_the_solution_only_for_solver_families():
+    t = Target(64, 64, 5, input_size=12)
+    osc = get_family("osc").design(t)
+    assert osc.solution is not None and osc.spec is osc.solution.spec
+    assert osc.solution.cost == cost(osc.spec) and osc.solution.certificate.gap >= 0
+    two = get_family("osc-2").design(t)
+    assert two.solution is not None and two.solution.spec.stages <= 2
+    plain = get_family("bsconv-u").design(t, with_bn=True)
+    assert plain.solution is None and plain.spec == get_family("bsconv-u").build(t, with_bn=True)
+
+
+@pytest.mark.parametrize("module", ["_common", "dense", "separable", "bsconv", "compconv", "large_kernel", "osc"])
+def test_docstring_examples_of_each_family_module(module):
+    result = doctest.testmod(importlib.import_module(f"osc_design.families.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
 
 
 @pytest.mark.parametrize("module", ["osc_design.families", "osc_design.compare"])

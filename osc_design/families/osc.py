@@ -9,14 +9,18 @@ a stage uses the target's own channels or kernel sides.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .ops import Conv2d
-from .registry import Family, register
-from .spec import LayerSpec, Target
+from ..ops import Conv2d
+from ..registry import Family, register
+from ..spec import LayerSpec, Target
+from ._common import symbols
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
+
+    from ..solver import Solution
 
 __all__ = ["OSC_OPTIONS", "chain_params_expr", "chain_macs_expr"]
 
@@ -31,9 +35,9 @@ OSC_OPTIONS: dict[str, Any] = {
 """Options of ``osc`` (``osc-2`` takes the same but ``max_stages``, which is fixed at 2)."""
 
 
-def _solve(target: Target, two_stage: bool, options: dict[str, Any]) -> LayerSpec:
-    from .errors import SpecError
-    from .solver import solve
+def _solve(target: Target, two_stage: bool, options: dict[str, Any]) -> Solution:
+    from ..errors import SpecError
+    from ..solver import solve
 
     unknown = set(options) - set(OSC_OPTIONS) - ({"max_stages"} if not two_stage else set())
     if two_stage and "max_stages" in options:
@@ -44,7 +48,7 @@ def _solve(target: Target, two_stage: bool, options: dict[str, Any]) -> LayerSpe
                         f"expected {sorted(k for k in OSC_OPTIONS if not (two_stage and k == 'max_stages'))}")
     if two_stage:
         options = {**options, "max_stages": 2}
-    return solve(target, **options).spec
+    return solve(target, **options)
 
 
 def _conv_term(conv: Conv2d, target: Target, s: dict[str, Any]) -> Any:
@@ -62,8 +66,6 @@ def chain_params_expr(spec: LayerSpec) -> sympy.Expr:
     """``sum_i C_{i-1} C_i kh_i kw_i / g_i`` over the spec's convs, in the target's symbols where they apply."""
     import sympy
 
-    from .families import symbols
-
     s = symbols()
     return sympy.Add(*(_conv_term(conv, spec.target, s) for conv in spec.convs))
 
@@ -72,8 +74,7 @@ def chain_macs_expr(spec: LayerSpec) -> sympy.Expr:
     """Each conv's params term times its output size (``H_out``, ``W_out``, ``H``, ``W`` where sizes match)."""
     import sympy
 
-    from .errors import SpecError
-    from .families import symbols
+    from ..errors import SpecError
 
     s, t = symbols(), spec.target
     if t.input_size is None or t.output_size is None:
@@ -91,38 +92,36 @@ def chain_macs_expr(spec: LayerSpec) -> sympy.Expr:
                        for conv in spec.convs))
 
 
-def _params_expr(two_stage: bool) -> Any:
+def _solver(two_stage: bool) -> Callable[..., Solution]:
+    def solution(target: Target, **options: Any) -> Solution:
+        return _solve(target, two_stage, options)
+
+    return solution
+
+
+def _expr(chain: Callable[[LayerSpec], sympy.Expr], two_stage: bool) -> Callable[..., sympy.Expr]:
     def expr(target: Target, **options: Any) -> sympy.Expr:
-        return chain_params_expr(_solve(target, two_stage, options))
+        return chain(_solve(target, two_stage, options).spec)
 
     return expr
 
 
-def _macs_expr(two_stage: bool) -> Any:
-    def expr(target: Target, **options: Any) -> sympy.Expr:
-        return chain_macs_expr(_solve(target, two_stage, options))
+def _family(family_id: str, title: str, two_stage: bool, asymptotic: str) -> Family:
+    solution = _solver(two_stage)
+    return Family(
+        id=family_id,
+        title=title,
+        build=lambda target, **options: solution(target, **options).spec,
+        params_expr=_expr(chain_params_expr, two_stage),
+        macs_expr=_expr(chain_macs_expr, two_stage),
+        asymptotic=asymptotic,
+        certainty="reconstructed",
+        options={k: v for k, v in OSC_OPTIONS.items() if not (two_stage and k == "max_stages")},
+        solve=solution,
+    )
 
-    return expr
 
-
-register(Family(
-    id="osc-2",
-    title="Optimized separable convolution, two stages (Wei et al. 2022; structure reconstructed)",
-    build=lambda target, **options: _solve(target, True, options),
-    params_expr=_params_expr(True),
-    macs_expr=_macs_expr(True),
-    asymptotic="C^(3/2) K",
-    certainty="reconstructed",
-    options={k: v for k, v in OSC_OPTIONS.items() if k != "max_stages"},
-))
-
-register(Family(
-    id="osc",
-    title="Optimized separable convolution, stages free (Wei et al. 2022; structure reconstructed)",
-    build=lambda target, **options: _solve(target, False, options),
-    params_expr=_params_expr(False),
-    macs_expr=_macs_expr(False),
-    asymptotic="C log(C K^2)",
-    certainty="reconstructed",
-    options=dict(OSC_OPTIONS),
-))
+register(_family("osc-2", "Optimized separable convolution, two stages (Wei et al. 2022; structure reconstructed)",
+                 True, "C^(3/2) K"))
+register(_family("osc", "Optimized separable convolution, stages free (Wei et al. 2022; structure reconstructed)",
+                 False, "C log(C K^2)"))

@@ -1,0 +1,138 @@
+"""``network``: a design for every convolution of a network, with totals before and after."""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import SpecError
+from . import output as out
+from ._app import app
+from .compare import latency_model
+from .options import BatchOpt, Device, DeviceOpt, Format, FormatOpt, LatencyBackend, Output, check_output
+
+class PlanObjective(str, Enum):
+    params = "params"
+    latency = "latency"
+
+
+NETWORK_HELP = ("A catalogue network: resnet18, resnet50, vgg16, mobilenet_v2, cifar-resnet20, cifar-resnet56, "
+                "cifar-resnet110.")
+OBJECTIVE_HELP = ("params: each layer's design with the fewest params; latency: the fastest predicted, or under "
+                  "--budget-params/--budget-macs the lowest total latency (needs --backend).")
+
+
+def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["p=0.25", "with_bn=true"]`` -> ``{"p": 0.25, "with_bn": True}`` (JSON scalars, else strings)."""
+    options: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--option'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, (dict, list)):
+            raise typer.BadParameter(f"{item!r}: the value must be a number, true/false or text",
+                                     param_hint="'--option'")
+        options[key] = value
+    return options
+
+
+def _layers(name: str | None, from_file: Path | None) -> tuple[str, Any]:
+    """The network's name and conv layers, from a description file (``--from``) or else the catalogue."""
+    if from_file is not None:
+        from ..networks.description import load_network
+
+        return load_network(from_file)
+    from ..networks.catalog import catalog_layers, catalog_names
+
+    if name is None or name not in catalog_names():
+        raise typer.BadParameter(f"{name!r} is not in the catalogue ({', '.join(catalog_names())})",
+                                 param_hint="'NAME'")
+    return name, catalog_layers(name)
+
+
+def _usage_error(e: SpecError, budgets: dict[str, float | None],
+                 objective: PlanObjective) -> typer.BadParameter | None:
+    """The command-line wording of :func:`~osc_design.networks.plan.plan_network`'s budget and latency checks
+    (``None`` for any other error, which stays a domain error)."""
+    message = str(e)
+    fraction = re.match(r"`budget_(params|macs|latency)` \(=.*\) must be a fraction", message)
+    if fraction:
+        flag = f"--budget-{fraction[1]}"
+        return typer.BadParameter(f"{budgets[flag]} is not a fraction in (0, 1]", param_hint=f"'{flag}'")
+    if "at most one budget" in message:
+        return typer.BadParameter("give at most one of --budget-params, --budget-macs, --budget-latency",
+                                  param_hint="'--budget-*'")
+    if "need a `latency` model" in message:
+        flag = "--objective latency" if objective is PlanObjective.latency else "--budget-latency"
+        return typer.BadParameter(f"{flag} needs --backend torch or jax", param_hint="'--backend'")
+    if "`budget_latency` caps the latency" in message:
+        return typer.BadParameter("--budget-latency caps latency while params are minimised: drop --objective "
+                                  "latency", param_hint="'--budget-latency'")
+    return None
+
+
+@app.command("network")
+def network_cmd(
+    name: Annotated[str | None, typer.Argument(help=NETWORK_HELP)] = None,
+    from_file: Annotated[Path | None, typer.Option("--from",
+        help="A network description JSON file instead of a catalogue name.")] = None,
+    policy: Annotated[str, typer.Option("--policy",
+        help="Family to use where it helps (osc, osc-2, bsconv-u, ...), or any.")] = "osc",
+    budget_params: Annotated[float | None, typer.Option("--budget-params",
+        help="Keep at most this fraction of the convs' params; minimise MACs.")] = None,
+    budget_macs: Annotated[float | None, typer.Option("--budget-macs",
+        help="Keep at most this fraction of the convs' MACs; minimise params.")] = None,
+    budget_latency: Annotated[float | None, typer.Option("--budget-latency",
+        help="Keep at most this fraction of the convs' predicted latency; minimise params (needs --backend).")] = None,
+    objective: Annotated[PlanObjective, typer.Option("--objective", help=OBJECTIVE_HELP)] = PlanObjective.params,
+    backend: Annotated[LatencyBackend | None, typer.Option("--backend",
+        help="Predict every layer's latency on this framework (adds latency columns).")] = None,
+    device: DeviceOpt = Device.cpu,
+    batch: BatchOpt = 8,
+    option: Annotated[list[str] | None, typer.Option("--option",
+        help="Family option KEY=VALUE (repeatable), e.g. --option p=0.25.")] = None,
+    fmt: FormatOpt = Format.table,
+    output: Output = None,
+) -> None:
+    """Plan a design for every convolution of a network, with totals before and after.
+
+    --policy any draws from every family and the OSC Pareto front.
+
+    Examples: osc-design network resnet50 --policy osc --budget-params 0.2;
+    osc-design network resnet18 --policy any --objective latency --backend torch
+    """
+    check_output(output)
+    if (name is None) == (from_file is None):
+        raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
+    options = _parse_options(option)
+    network, layers = _layers(name, from_file)
+    budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
+    from ..networks.plan import plan_network
+
+    advance, close = out.progress(len(layers), f"planning {network}")
+    model, (_, close_timing) = latency_model(backend, device, batch, before=close)
+    try:
+        plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
+                            budget_macs=budget_macs, budget_latency=budget_latency, objective=objective.value,
+                            latency=model, progress=advance)
+    except SpecError as e:
+        usage = _usage_error(e, budgets, objective)
+        if usage is None:
+            raise
+        raise usage from None
+    finally:
+        close()
+        close_timing()
+    if not out.emit_document(fmt, output, plan.to_dict, plan.rows):
+        from .. import _render as r
+
+        out.emit(out.render(*r.network_renderables(plan), output=output), output)

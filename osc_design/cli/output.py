@@ -1,0 +1,112 @@
+"""Writing what a command shows: stdout or an atomic ``--output`` file, rich rendering, JSON/CSV text, progress bars."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Write ``text`` to stdout, or atomically to ``output``."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from ..serialize import write_atomic
+
+    try:
+        write_atomic(output, text)
+    except OSError as e:
+        raise typer.BadParameter(f"{str(output)!r}: {e.strerror or e}", param_hint="'--output'") from None
+
+
+def width(output: Path | None) -> int:
+    """The terminal's width (at least 60) on a terminal; 120 columns in pipes and files."""
+    if output is None and sys.stdout.isatty():
+        from rich.console import Console
+
+        return max(60, Console().width)
+    return 120
+
+
+def render(*renderables: Any, output: Path | None) -> str:
+    """Render rich objects to text: colour only for a terminal stdout, 80+ columns, plain in files."""
+    from rich.console import Console
+
+    to_terminal = output is None and sys.stdout.isatty()
+    buf = io.StringIO()
+    console = Console(file=buf, width=width(output), force_terminal=to_terminal,
+                      color_system="auto" if to_terminal else None, highlight=False, soft_wrap=False)
+    for r in renderables:
+        console.print(r)
+    return buf.getvalue()
+
+
+def json_text(obj: Any) -> str:
+    """A JSON document as the commands print it (two-space indent, final newline)."""
+    return json.dumps(obj, indent=2) + "\n"
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV with a header (the first row's keys); empty text for no rows."""
+    import csv
+
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+def emit_document(fmt: Any, output: Path | None, doc: Callable[[], Any],
+                  rows: Callable[[], list[dict[str, Any]]]) -> bool:
+    """Emit the library's JSON document ``doc()`` or CSV ``rows()`` when ``fmt`` (``--format``) asks for one;
+    ``False`` when it asks for a table (which the command renders)."""
+    if fmt.value == "json":
+        emit(json_text(doc()), output)
+    elif fmt.value == "csv":
+        emit(csv_text(rows()), output)
+    else:
+        return False
+    return True
+
+
+def progress(total: int, label: str) -> Any:
+    """A rich progress bar on stderr (silent when stderr is not a terminal); returns (advance, close)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    bar = Progress(console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task(label, total=total)
+    bar.start()
+
+    def advance(step: Any = 1) -> None:  # a layer name (one step) or a number of steps
+        bar.advance(task, step if isinstance(step, int) else 1)
+
+    return advance, bar.stop
+
+
+def op_progress(label: str, before: Callable[[], Any] | None = None
+                ) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A progress bar for ops timed on demand, started at the first report (after ``before()``, which
+    closes another bar: one live display at a time); returns (report, close)."""
+    bar: list[Any] = []
+
+    def report(done: int, total: int) -> None:
+        if not bar:
+            if before is not None:
+                before()
+            bar.extend(progress(total, label))
+        bar[0](done - report.done)  # type: ignore[attr-defined]
+        report.done = done  # type: ignore[attr-defined]
+
+    report.done = 0  # type: ignore[attr-defined]
+    return report, (lambda: bar[1]() if bar else None)

@@ -1,0 +1,111 @@
+"""``verify`` and ``export``: a layer-spec file checked exactly (and numerically), or written as a module."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import OscDesignError
+from . import output as out
+from ._app import app
+from .options import DEFAULT_INPUT, Format, FormatOpt, InputSize, Output, check_output, parse_pair, positive
+
+
+class BackendChoice(str, Enum):
+    none = "none"
+    torch = "torch"
+    jax = "jax"
+    all = "all"
+
+
+class ExportTarget(str, Enum):
+    torch = "torch"
+    jax = "jax"
+
+
+def _load_spec(path: Path) -> Any:
+    from ..errors import SchemaError
+    from ..serialize import load
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{str(path)!r} is not a readable file", param_hint="'SPEC'")
+    try:
+        return load(path)
+    except SchemaError as e:
+        raise OscDesignError(str(e)) from None
+
+
+SpecArg = Annotated[Path, typer.Argument(help="A layer-spec JSON file (format osc-design.layer).", show_default=False)]
+
+
+@app.command("verify")
+def verify_cmd(
+    spec_file: SpecArg,
+    backend: Annotated[BackendChoice, typer.Option(
+        "--backend", help="Also measure in a framework.")] = BackendChoice.none,
+    input_size: InputSize = None,
+    batch: Annotated[int, typer.Option("--batch", callback=positive, help="Batch size of the numeric check.")] = 1,
+    fmt: FormatOpt = Format.table,
+    output: Output = None,
+) -> None:
+    """Exact coverage and cost of a spec file; with --backend, the closed forms checked numerically.
+
+    Exit code 1 when any measured count differs from the closed form.
+
+    Example: osc-design verify design.json --backend all
+    """
+    check_output(output)
+    size = parse_pair(input_size, "--input-size")
+    spec = _load_spec(spec_file)
+    from ..cost import cost
+    from ..coverage import coverage
+
+    if size is None and spec.target.input_size is None:
+        size = (DEFAULT_INPUT, DEFAULT_INPUT)
+    c, cov = cost(spec, size), coverage(spec)
+    report = None
+    if backend is not BackendChoice.none:
+        from ..backends import verify
+
+        report = verify(spec, backend=backend.value, input_size=size, batch=batch)
+    doc = {"family": spec.family, "target": spec.target.to_dict(), "cost": c.to_dict(), "coverage": cov.to_dict(),
+           "checks": None if report is None else report.to_rows(), "ok": None if report is None else report.ok}
+    rows = report.to_rows() if report is not None else [{"quantity": k, "value": v} for k, v in c.to_dict().items()]
+    if not out.emit_document(fmt, output, lambda: doc, lambda: rows):
+        from rich.text import Text
+
+        from .. import _render as r
+
+        parts: list[Any] = [r.target_line(spec.target.with_input_size(size) if size else spec.target),
+                            Text(f"family {spec.family}, {spec.stages} conv stages, {len(spec.nodes) - 1} ops"),
+                            r.cost_lines(c), Text(f"  receptive field: {cov.describe()}")]
+        if report is not None:
+            parts.append(r.checks_table(report))
+        out.emit(out.render(*parts, output=output), output)
+    if report is not None and not report.ok:
+        raise OscDesignError("closed form and measurement differ: " + "; ".join(
+            f"{ch.backend} {ch.quantity} expected {ch.expected}, measured {ch.measured}" for ch in report.failures))
+
+
+@app.command("export")
+def export_cmd(
+    spec_file: SpecArg,
+    to: Annotated[ExportTarget, typer.Option(
+        "--to", help="Framework of the generated module.")] = ExportTarget.torch,
+    class_name: Annotated[str, typer.Option("--class-name", help="Name of the generated class.")] = "OscDesign",
+    output: Output = None,
+) -> None:
+    """Write a standalone PyTorch or JAX (Flax NNX) module for a spec file (no osc-design needed to run it).
+
+    Example: osc-design export design.json --to torch --output design_torch.py
+    """
+    check_output(output)
+    spec = _load_spec(spec_file)
+    from ..backends.export import export_source
+
+    out.emit(export_source(spec, to=to.value, class_name=class_name), output)
+
+
