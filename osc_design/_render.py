@@ -36,7 +36,7 @@ def target_line(target: Target, size_note: str = "") -> Text:
         f"{t.in_channels} -> {t.out_channels} channels",
         f"kernel {fmt_pair(t.kernel_size)}",
         f"stride {fmt_pair(t.stride)}",
-        f"padding {fmt_pair(t.padding)}",  # type: ignore[arg-type]
+        f"padding {fmt_pair(t.padding)}",
     ]
     if t.input_size is not None:
         parts.append(f"input {fmt_pair(t.input_size)}{size_note} -> output {fmt_pair(t.output_size)}")  # type: ignore[arg-type]

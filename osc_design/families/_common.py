@@ -52,7 +52,7 @@ def symbols() -> dict[str, sympy.Symbol]:
 
 
 def _values(target: Target) -> dict[str, int]:
-    (kh, kw), (sh, sw), (ph, pw) = target.kernel_size, target.stride, target.padding  # type: ignore[misc]
+    (kh, kw), (sh, sw), (ph, pw) = target.kernel_size, target.stride, target.padding
     vals = {"C_in": target.in_channels, "C_out": target.out_channels, "K_h": kh, "K_w": kw,
             "s_h": sh, "s_w": sw, "p_h": ph, "p_w": pw}
     if target.input_size is not None:
@@ -148,7 +148,7 @@ def _centred_padding(target: Target, kernel: Pair, *, family: str, option: str) 
     """
     pads = []
     for axis, axis_name in ((0, "height"), (1, "width")):
-        big, small, pad = target.kernel_size[axis], kernel[axis], target.padding[axis]  # type: ignore[index]
+        big, small, pad = target.kernel_size[axis], kernel[axis], target.padding[axis]
         if (big - small) % 2:
             raise SpecError(
                 f"{family}: `{option}` (={small}) cannot be centred in the target's {big}-tap kernel {axis_name}: "
@@ -164,12 +164,6 @@ def _centred_padding(target: Target, kernel: Pair, *, family: str, option: str) 
             )
         pads.append(inner)
     return (pads[0], pads[1])
-
-
-def padding_of(target: Target) -> Pair:
-    """The target's padding: a pair once the target is built (the field also takes ``None``, half the kernel)."""
-    padding: Any = target.padding
-    return padding
 
 
 def _divisors(n: int) -> list[int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SpecError
 from ..geometry import check_int
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _check_bool, _lazy_sympy, _options, _syms, add, padding_of
+from ._common import _check_bool, _lazy_sympy, _options, _syms, add
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -44,7 +44,7 @@ def build_bsconv_u(target: Target, **options: Any) -> LayerSpec:
     y = b.conv2d(b.input, t.out_channels, 1, name="pw")
     if opts["with_bn"]:
         y = b.batch_norm(y, name="bn")
-    y = b.conv2d(y, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t), groups=t.out_channels,
+    y = b.conv2d(y, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, groups=t.out_channels,
                  name="dw")
     return b.build(y, family="bsconv-u", options=opts)
 
@@ -128,7 +128,7 @@ def build_bsconv_s(target: Target, **options: Any) -> LayerSpec:
     y = b.conv2d(y, t.out_channels, 1, name="pw2")
     if opts["with_bn"]:
         y = b.batch_norm(y, name="bn2")
-    y = b.conv2d(y, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t), groups=t.out_channels,
+    y = b.conv2d(y, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, groups=t.out_channels,
                  name="dw")
     public = {k: v for k, v in opts.items() if not k.startswith("_")}
     return b.build(y, family="bsconv-s", options=public)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SpecError
 from ..geometry import check_int
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import Pair, _centred_padding, _lazy_sympy, _options, _syms, add, padding_of
+from ._common import Pair, _centred_padding, _lazy_sympy, _options, _syms, add
 from .dense import conv_params
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -170,11 +170,11 @@ def build_compconv(target: Target, **options: Any) -> LayerSpec:
     opts, plan = _compconv_opts(target, options)
     t, b = target, GraphBuilder(target)
     if plan.depth == 0:
-        y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t), name="conv")
+        y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, name="conv")
         return b.build(y, family="compconv", options=opts)
     d, same = plan.depth, ((t.kernel_size[0] - 1) // 2, (t.kernel_size[1] - 1) // 2)
     width = [2 ** (d - 1 - i) * plan.prim for i in range(d)]  # c_i
-    xb: dict[int, str] = {d - 1: b.conv2d(b.input, plan.prim, t.kernel_size, stride=t.stride, padding=padding_of(t),
+    xb: dict[int, str] = {d - 1: b.conv2d(b.input, plan.prim, t.kernel_size, stride=t.stride, padding=t.padding,
                                           name=f"B{d - 1}")}
     xa = _identity_units(b, plan, width)
     for i in range(d - 2, -1, -1):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SpecError
 from ..geometry import check_int
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _divisors, _options, _smallest_prime_factor, _syms, add, padding_of
+from ._common import _divisors, _options, _smallest_prime_factor, _syms, add
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -31,7 +31,7 @@ def build_conv(target: Target, **options: Any) -> LayerSpec:
     _options("conv", options, {})
     t = target
     b = GraphBuilder(t)
-    y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t), name="conv")
+    y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding, name="conv")
     return b.build(y, family="conv")
 
 
@@ -80,7 +80,7 @@ def build_grouped(target: Target, **options: Any) -> LayerSpec:
     opts = _grouped_opts(target, options)
     t = target
     b = GraphBuilder(t)
-    y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=padding_of(t),
+    y = b.conv2d(b.input, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding,
                  groups=opts["groups"], name="conv")
     return b.build(y, family="grouped", options=opts)
 

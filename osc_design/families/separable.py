@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _options, _syms, add, padding_of
+from ._common import _options, _syms, add
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -23,7 +23,7 @@ def build_depthwise_separable(target: Target, **options: Any) -> LayerSpec:
     _options("depthwise-separable", options, {})
     t = target
     b = GraphBuilder(t)
-    y = b.conv2d(b.input, t.in_channels, t.kernel_size, stride=t.stride, padding=padding_of(t),
+    y = b.conv2d(b.input, t.in_channels, t.kernel_size, stride=t.stride, padding=t.padding,
                  groups=t.in_channels, name="dw")
     y = b.conv2d(y, t.out_channels, 1, name="pw")
     return b.build(y, family="depthwise-separable")
@@ -51,7 +51,7 @@ def build_spatial_separable(target: Target, **options: Any) -> LayerSpec:
     """
     _options("spatial-separable", options, {})
     t = target
-    (kh, kw), (sh, sw), (ph, pw) = t.kernel_size, t.stride, t.padding  # type: ignore[misc]
+    (kh, kw), (sh, sw), (ph, pw) = t.kernel_size, t.stride, t.padding
     b = GraphBuilder(t)
     y = b.conv2d(b.input, t.out_channels, (kh, 1), stride=(sh, 1), padding=(ph, 0), name="conv_kx1")
     y = b.conv2d(y, t.out_channels, (1, kw), stride=(1, sw), padding=(0, pw), name="conv_1xk")
@@ -82,7 +82,7 @@ def build_depthwise_spatial_separable(target: Target, **options: Any) -> LayerSp
     """
     _options("depthwise-spatial-separable", options, {})
     t = target
-    (kh, kw), (sh, sw), (ph, pw) = t.kernel_size, t.stride, t.padding  # type: ignore[misc]
+    (kh, kw), (sh, sw), (ph, pw) = t.kernel_size, t.stride, t.padding
     c = t.in_channels
     b = GraphBuilder(t)
     y = b.conv2d(b.input, c, (kh, 1), stride=(sh, 1), padding=(ph, 0), groups=c, name="dw_kx1")
