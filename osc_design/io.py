@@ -96,7 +96,7 @@ def _atomic(target: Path, mode: int | None, binary: bool, encoding: str, shown: 
     try:
         if mode is not None:
             os.chmod(tmp, mode)  # keep the replaced file's permissions
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": encoding})) as fh:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -113,7 +113,7 @@ def _atomic(target: Path, mode: int | None, binary: bool, encoding: str, shown: 
 @contextlib.contextmanager
 def _straight(target: Path, binary: bool, encoding: str, shown: PathLike) -> Iterator[IO[Any]]:
     try:
-        fh = open(target, "wb" if binary else "w", **({} if binary else {"encoding": encoding}))
+        fh = open(target, "wb" if binary else "w", encoding=None if binary else encoding)
     except OSError as e:
         raise _fail(shown, e.strerror or str(e)) from None
     try:

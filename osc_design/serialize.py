@@ -175,13 +175,14 @@ def from_dict(doc: Any) -> LayerSpec:
         raise SchemaError(f"target: {e}") from None
     nodes = []
     for i, raw in enumerate(doc["graph"]["nodes"]):
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "op"}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "op"}
         try:
             nodes.append(OPS[raw["op"]](**kwargs))
         except SpecError as e:
             raise SchemaError(f"graph.nodes[{i}]: {e}") from None
+    options: Any = doc.get("options") or {}  # a mapping: LayerSpec freezes it
     try:
-        return LayerSpec(target, tuple(nodes), doc["graph"]["output"], doc["family"], doc.get("options") or {})
+        return LayerSpec(target, tuple(nodes), doc["graph"]["output"], doc["family"], options)
     except SpecError as e:
         raise SchemaError(f"graph: {e}") from None
 

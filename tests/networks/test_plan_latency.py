@@ -1,7 +1,8 @@
 """Network planning by predicted latency, on a fake deterministic timing law (no framework needed).
 
 The knapsack plans are checked against brute force over every combination of a few layers'
-candidates; per-layer choices against the fake law applied independently of the latency model.
+candidates (the plan is the optimum) and the bound against the LP relaxation; per-layer choices against
+the fake law applied independently of the latency model.
 """
 
 from __future__ import annotations
@@ -83,28 +84,54 @@ def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_k
     assert total("after", cap_key) <= cap * (1 + 1e-12)
     optimum = _brute_force(plan, minimise, cap_key, cap)
     got = total("after", minimise)
-    assert plan.bound <= optimum * (1 + 1e-9) and got >= optimum * (1 - 1e-12)
-    assert got <= 1.25 * optimum  # Lagrangian + greedy repair: near the optimum on these small cases
+    assert got == pytest.approx(optimum, rel=1e-12)  # the exact optimum (MILP), not merely near it
+    assert plan.bound <= optimum * (1 + 1e-9)
+    assert plan.bound == pytest.approx(_lp_relaxation(plan, minimise, cap_key, cap), rel=1e-6)
 
 
-def test_latency_planning_errors(model):
-    layers = _distinct_layers(2)
-    with pytest.raises(SpecError, match="need a `latency` model"):
-        plan_network(layers, "osc", objective="latency")
-    with pytest.raises(SpecError, match="need a `latency` model"):
-        plan_network(layers, "osc", budget_latency=0.5)
-    with pytest.raises(SpecError, match="at most one budget"):
-        plan_network(layers, "osc", budget_params=0.5, budget_latency=0.5, latency=model)
-    with pytest.raises(SpecError, match="objective='params'"):
-        plan_network(layers, "osc", objective="latency", budget_latency=0.5, latency=model)
-    with pytest.raises(SpecError, match="`objective`"):
-        plan_network(layers, "osc", objective="speed", latency=model)
-    with pytest.raises(SpecError, match="LatencyModel"):
-        plan_network(layers, "osc", objective="latency", latency="torch")
-    with pytest.raises(SpecError, match="budget_latency"):
-        plan_network(layers, "osc", budget_latency=1.5, latency=model)
+def _lp_relaxation(plan, minimise, cap_key, cap):
+    """The knapsack's LP relaxation (each layer a convex mix of its candidates), which the Lagrangian dual
+    equals for one coupling constraint: the reported bound is as tight as a Lagrangian bound can be."""
+    import numpy as np
+    from scipy.optimize import linprog
+
+    def val(c, key):
+        return c.seconds if key == "latency" else getattr(c.cost, key)
+
+    cands = [lp.candidates for lp in plan.layers]
+    flat = [c for cs in cands for c in cs]
+    rows, start = np.zeros((len(cands), len(flat))), 0
+    for i, cs in enumerate(cands):
+        rows[i, start:start + len(cs)], start = 1, start + len(cs)
+    res = linprog([val(c, minimise) for c in flat], A_ub=[[val(c, cap_key) for c in flat]], b_ub=[cap],
+                  A_eq=rows, b_eq=np.ones(len(cands)), bounds=(0, 1))
+    assert res.status == 0
+    return res.fun
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"objective": "latency"}, "`objective` (='latency') needs a `latency` model"),
+    ({"budget_latency": 0.5}, "`budget_latency` (=0.5) needs a `latency` model"),
+    ({"budget_params": 0.5, "budget_latency": 0.5, "with_model": True},
+     "give at most one budget, got budget_params=0.5, budget_latency=0.5"),
+    ({"objective": "latency", "budget_latency": 0.5, "with_model": True},
+     "`budget_latency` (=0.5) caps the latency that `objective` (='latency') would minimise: use objective='params'"),
+    ({"objective": "speed", "with_model": True}, "`objective` (='speed') must be one of params, latency"),
+    ({"objective": "latency", "latency": "torch"}, "`latency` (=str) must be a LatencyModel"),
+    ({"budget_latency": 1.5, "with_model": True}, "`budget_latency` (=1.5) must be a fraction in (0, 1]"),
+])
+def test_latency_planning_errors(model, kwargs, message):
+    kwargs = dict(kwargs)
+    if kwargs.pop("with_model", False):
+        kwargs["latency"] = model
+    with pytest.raises(SpecError) as err:
+        plan_network(_distinct_layers(2), "osc", **kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_latency_budget_below_the_fastest_plan(model):
     with pytest.raises(InfeasibleDesignError, match="predicted latency"):
-        plan_network(layers, "bsconv-u", budget_latency=0.001, latency=model)
+        plan_network(_distinct_layers(2), "bsconv-u", budget_latency=0.001, latency=model)
 
 
 def test_cli_network_latency(tmp_path, monkeypatch):
