@@ -153,6 +153,27 @@ def test_directory_and_missing_parent_name_the_path(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_parent_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="file/out.txt': Not a directory"):
+        write_text(tmp_path / "file" / "out.txt", "x")
+
+
+def test_disk_error_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "out.txt"
+    path.write_text("old\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_text(path, "new\n")
+    assert path.read_text() == "old\n" and sorted(tmp_path.iterdir()) == [path]
+
+
 @posix
 def test_unwritable_directory_is_an_output_error(tmp_path):
     if os.geteuid() == 0:
@@ -178,3 +199,12 @@ def test_temporary_files_lists_leftovers(tmp_path):
 def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"), open_output(tmp_path / "x", "a"):
         pass
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import osc_design.io
+
+    result = doctest.testmod(osc_design.io)
+    assert result.attempted > 0 and result.failed == 0
