@@ -444,7 +444,10 @@ def _select_under_budget(planned: list[_Layer], cap_key: str, obj_key: str,
         raise InfeasibleDesignError(
             f"the budget ({frac:g} of {what}: {cap:,.6g}) is below the smallest "
             f"achievable total {least:,.6g} ({least / (cap / frac):.2%} of the original)")
-    picks = _solve_knapsack(obj, use, cap)
+    # each layer's best (the least budget among equals): when it fits the cap it is the optimum
+    picks = [min(range(len(o)), key=lambda j: (o[j], u[j])) for o, u in zip(obj, use, strict=True)]
+    if _total(u[j] for u, j in zip(use, picks, strict=True)) > cap:
+        picks = _solve_knapsack(obj, use, cap)
     return [cs[j] for cs, j in zip(cands, picks, strict=True)], _lagrangian_bound(obj, use, cap)
 
 

@@ -53,25 +53,28 @@ def test_latency_objective_takes_each_layers_fastest(model, policy):
     assert all(row["latency_ms_after"] <= row["latency_ms_before"] + 1e-12 for row in plan.rows())
 
 
-def _brute_force(plan, minimise, cap_key, cap):
-    def val(c, key):
-        return c.seconds if key == "latency" else getattr(c.cost, key)
+def _val(c, key):
+    return c.seconds if key == "latency" else getattr(c.cost, key)
 
+
+def _brute_force(plan, minimise, cap_key, cap):
     best = None
     for combo in itertools.product(*(lp.candidates for lp in plan.layers)):
-        if sum(val(c, cap_key) for c in combo) <= cap * (1 + 1e-12):
-            v = sum(val(c, minimise) for c in combo)
+        if sum(_val(c, cap_key) for c in combo) <= cap * (1 + 1e-12):
+            v = sum(_val(c, minimise) for c in combo)
             best = v if best is None or v < best else best
     return best
 
 
-@pytest.mark.parametrize("budget, minimise, cap_key", [
-    ({"budget_params": 0.3, "objective": "latency"}, "latency", "total_params"),
-    ({"budget_macs": 0.4, "objective": "latency"}, "latency", "macs"),
-    ({"budget_latency": 0.5}, "total_params", "latency"),
-    ({"budget_latency": 0.8}, "total_params", "latency"),
+@pytest.mark.parametrize("budget, minimise, cap_key, binds", [
+    ({"budget_params": 0.3, "objective": "latency"}, "latency", "total_params", False),
+    ({"budget_macs": 0.4, "objective": "latency"}, "latency", "macs", False),
+    ({"budget_latency": 0.4}, "total_params", "latency", True),
+    ({"budget_latency": 0.5}, "total_params", "latency", True),
+    ({"budget_latency": 0.7}, "total_params", "latency", True),
+    ({"budget_latency": 0.8}, "total_params", "latency", False),
 ])
-def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_key):
+def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_key, binds):
     layers = _distinct_layers(4)
     plan = plan_network(layers, "osc", latency=model, **budget)
     frac = next(v for k, v in budget.items() if k.startswith("budget_"))
@@ -81,6 +84,9 @@ def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_k
                    else getattr((lp.before if which == "before" else lp.chosen.cost), key) for lp in plan.layers)
 
     cap = frac * total("before", cap_key)
+    # binds: each layer's own best breaks the cap, so the plan comes from the MILP, not the shortcut
+    own_best = sum(_val(min(lp.candidates, key=lambda c: _val(c, minimise)), cap_key) for lp in plan.layers)
+    assert (own_best > cap) == binds
     assert total("after", cap_key) <= cap * (1 + 1e-12)
     optimum = _brute_force(plan, minimise, cap_key, cap)
     got = total("after", minimise)
@@ -95,15 +101,12 @@ def _lp_relaxation(plan, minimise, cap_key, cap):
     import numpy as np
     from scipy.optimize import linprog
 
-    def val(c, key):
-        return c.seconds if key == "latency" else getattr(c.cost, key)
-
     cands = [lp.candidates for lp in plan.layers]
     flat = [c for cs in cands for c in cs]
     rows, start = np.zeros((len(cands), len(flat))), 0
     for i, cs in enumerate(cands):
         rows[i, start:start + len(cs)], start = 1, start + len(cs)
-    res = linprog([val(c, minimise) for c in flat], A_ub=[[val(c, cap_key) for c in flat]], b_ub=[cap],
+    res = linprog([_val(c, minimise) for c in flat], A_ub=[[_val(c, cap_key) for c in flat]], b_ub=[cap],
                   A_eq=rows, b_eq=np.ones(len(cands)), bounds=(0, 1))
     assert res.status == 0
     return res.fun
