@@ -103,7 +103,8 @@ def test_budget_is_respected_and_reported():
     assert by_macs.total("after", "macs") <= 0.5 * by_macs.total("before", "macs")
 
 
-def _distinct_layers(n):
+def _distinct_layers(n: int):
+    """The first ``n`` distinct convs of ResNet-18 (7x7 stem, then 3x3s): 9, 6, 8 and 7 candidates under osc."""
     seen, out = set(), []
     for layer in catalog_layers("resnet18"):
         key = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.input_size)

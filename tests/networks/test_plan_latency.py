@@ -15,6 +15,7 @@ from osc_design import InfeasibleDesignError, SpecError
 from osc_design.latency import LatencyModel
 from osc_design.networks.catalog import catalog_layers
 from osc_design.networks.plan import layer_spec, plan_network
+from tests.networks.test_plan import _distinct_layers
 from tests.test_latency import Recorder, independent_latency
 
 
@@ -22,17 +23,6 @@ from tests.test_latency import Recorder, independent_latency
 def model(tmp_path, monkeypatch):
     monkeypatch.setenv("OSC_DESIGN_CACHE_DIR", str(tmp_path / "cache"))
     return LatencyModel("torch", threads=2, measure_fn=Recorder())
-
-
-def _distinct_layers(n: int):
-    """The first ``n`` distinct convs of ResNet-18 (7x7 stem, then 3x3s): 9, 6, 8 and 7 candidates under osc."""
-    seen, out = set(), []
-    for layer in catalog_layers("resnet18"):
-        key = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.input_size)
-        if key not in seen:
-            seen.add(key)
-            out.append(layer)
-    return out[:n]
 
 
 @pytest.mark.parametrize("policy", ["any", "osc", "bsconv-u"])
