@@ -94,9 +94,9 @@ def _atomic(target: Path, mode: int | None, binary: bool, encoding: str, shown: 
     except OSError as e:
         raise _fail(shown, e.strerror or str(e)) from None
     try:
-        if mode is not None:
-            os.chmod(tmp, mode)  # keep the replaced file's permissions
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding) as fh:
+            if mode is not None:
+                os.chmod(tmp, mode)  # keep the replaced file's permissions
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
