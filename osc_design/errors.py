@@ -9,6 +9,7 @@ __all__ = [
     "InfeasibleDesignError",
     "BackendUnavailableError",
     "UnknownBackendError",
+    "OutputError",
 ]
 
 
@@ -34,3 +35,7 @@ class BackendUnavailableError(OscDesignError, ImportError):
 
 class UnknownBackendError(OscDesignError, ValueError):
     """A backend name that osc-design does not know."""
+
+
+class OutputError(OscDesignError, OSError):
+    """A file that cannot be written: a directory, a missing directory, no permission (names the path)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BackendUnavailableError, SpecError
+from .io import open_output
 from .spec import Target
 
 __all__ = ["plot_scaling", "plot_pareto"]
@@ -34,12 +35,8 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> None:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise SpecError(f"`output` (={str(path)!r}) must end in .png or .svg")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open_output(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight")
 
 
 def plot_scaling(kernel: int, path: str | os.PathLike[str],

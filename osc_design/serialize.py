@@ -1,17 +1,22 @@
-"""Versioned JSON for layer specs: deterministic dumps, schema-validated loads (parsed, never evaluated)."""
+"""Versioned JSON for layer specs: deterministic dumps, schema-validated loads (parsed, never evaluated).
+
+Documents are checked against their shipped JSON Schema by ``jsonschema`` (imported on the first load,
+so commands that read no file never pay for it); :func:`schema_error` words its first violation as one
+line naming the field and its value.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._schema import first_error
 from .errors import SchemaError, SpecError
+from .io import write_text
 from .ops import OPS
 from .spec import LayerSpec, Target
 
@@ -28,6 +33,7 @@ __all__ = [
     "load",
     "write_atomic",
     "format_json",
+    "schema_error",
 ]
 
 FORMAT = "osc-design.layer"
@@ -62,6 +68,80 @@ def to_dict(spec: LayerSpec, **info: Any) -> dict[str, Any]:
     return doc
 
 
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """The ``jsonschema`` validator of ``schema`` (built once per schema object). JSON integers only:
+    ``3.0`` and ``true`` are not integers (``jsonschema`` alone accepts ``3.0``)."""
+    hit = _VALIDATORS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        import jsonschema
+
+        base = jsonschema.validators.validator_for(schema)
+        strict = base.TYPE_CHECKER.redefine("integer", lambda _checker, value: type(value) is int)
+        hit = _VALIDATORS[id(schema)] = (schema, jsonschema.validators.extend(base, type_checker=strict)(schema))
+    return hit[1]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _where(path: Any) -> str:
+    out = ""
+    for key in path:
+        out = f"{out}[{key}]" if isinstance(key, int) else (f"{out}.{key}" if out else str(key))
+    return out or "document"
+
+
+def _unknown(error: Any) -> str:
+    props, patterns = error.schema.get("properties", {}), error.schema.get("patternProperties", {})
+    return next(k for k in error.instance if k not in props and not any(re.search(p, k) for p in patterns))
+
+
+_RULES = {
+    "type": lambda v: "must be of type " + " or ".join(v if isinstance(v, list) else [v]),
+    "const": lambda v: f"must be {v!r}",
+    "enum": lambda v: "must be one of " + ", ".join(map(repr, v)),
+    "minimum": lambda v: f"must be >= {v}",
+    "minLength": lambda v: f"must have at least {v} character(s)",
+    "minItems": lambda v: f"must have at least {v} item(s)",
+    "maxItems": lambda v: f"must have at most {v} item(s)",
+    "oneOf": lambda v: "must match exactly one of its alternatives",
+}
+
+
+def _message(error: Any) -> str:
+    """One line naming the field, its value and the rule it breaks."""
+    where, rule = _where(error.absolute_path), error.validator
+    if rule == "required":
+        missing = next(name for name in error.validator_value if name not in error.instance)
+        return f"`{where}`: missing field `{missing}`"
+    if rule == "additionalProperties":
+        return f"`{where}`: unknown field `{_unknown(error)}`"
+    if rule is None:  # the `false` schema
+        return f"`{where}`: not allowed here"
+    if rule == "oneOf" and error.context and all(e.validator == "type" and not e.path for e in error.context):
+        return f"`{where}` (={_show(error.instance)}): " + _RULES["type"]([e.validator_value for e in error.context])
+    text = _RULES[rule](error.validator_value) if rule in _RULES else " ".join(error.message.split())
+    return f"`{where}` (={_show(error.instance)}): {text}"
+
+
+def schema_error(schema: dict[str, Any], doc: Any) -> str | None:
+    """The most relevant violation of ``schema`` by ``doc`` (``jsonschema``'s ``best_match``) as one
+    line naming the field and its value, or ``None`` when ``doc`` is valid.
+
+    >>> schema_error(layer_schema(), {"format": "osc-design.layer"})
+    '`document`: missing field `version`'
+    """
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(schema).iter_errors(doc))
+    return None if error is None else _message(error)
+
+
 def _check_header(doc: Any) -> None:
     if not isinstance(doc, dict):
         raise SchemaError(f"a layer spec must be a JSON object, got {type(doc).__name__}")
@@ -71,7 +151,8 @@ def _check_header(doc: Any) -> None:
     version = doc.get("version")
     if type(version) is int and version > VERSION:
         raise SchemaError(
-            f"`version` (={version}): written by a newer osc-design; this one reads version {VERSION}, upgrade osc-design"
+            f"`version` (={version}): written by a newer osc-design; this one reads version {VERSION}, "
+            "upgrade osc-design"
         )
     if version != VERSION or type(version) is not int:
         raise SchemaError(f"`version` (={version!r}): unknown layer-spec version (expected {VERSION})")
@@ -80,7 +161,7 @@ def _check_header(doc: Any) -> None:
 def from_dict(doc: Any) -> LayerSpec:
     """Validate a parsed document against the schema and build its :class:`LayerSpec`."""
     _check_header(doc)
-    err = first_error(layer_schema(), doc, layer_schema())
+    err = schema_error(layer_schema(), doc)
     if err:
         raise SchemaError(err)
     t = doc["target"]
@@ -94,13 +175,14 @@ def from_dict(doc: Any) -> LayerSpec:
         raise SchemaError(f"target: {e}") from None
     nodes = []
     for i, raw in enumerate(doc["graph"]["nodes"]):
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "op"}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "op"}
         try:
             nodes.append(OPS[raw["op"]](**kwargs))
         except SpecError as e:
             raise SchemaError(f"graph.nodes[{i}]: {e}") from None
+    options: Any = doc.get("options") or {}  # a mapping: LayerSpec freezes it
     try:
-        return LayerSpec(target, tuple(nodes), doc["graph"]["output"], doc["family"], doc.get("options") or {})
+        return LayerSpec(target, tuple(nodes), doc["graph"]["output"], doc["family"], options)
     except SpecError as e:
         raise SchemaError(f"graph: {e}") from None
 
@@ -162,21 +244,13 @@ def dumps(spec: LayerSpec, **info: Any) -> str:
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`osc_design.io.write_text`)."""
+    write_text(path, text)
 
 
 def save(spec: LayerSpec, path: str | os.PathLike[str], **info: Any) -> None:
     """Write ``spec`` as JSON to ``path`` atomically."""
-    write_atomic(path, dumps(spec, **info))
+    write_text(path, dumps(spec, **info))
 
 
 def load(path: str | os.PathLike[str]) -> LayerSpec:

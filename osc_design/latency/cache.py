@@ -19,17 +19,18 @@ Format
 
 A table holds the timings of one context: backend and its version, device, dtype, batch, thread
 count and allocator mode (:class:`TableKey`; the mode is
-:func:`~osc_design.latency.timing.allocator_mode`); an op id is :attr:`OpKey.id <osc_design.latency.opkeys.OpKey.id>`. ``median``,
-``spread`` (interquartile range) and ``min`` (fastest call, ``null`` where unknown) are seconds per call.
+:func:`~osc_design.latency.timing.allocator_mode`); an op id is
+:attr:`OpKey.id <osc_design.latency.opkeys.OpKey.id>`. ``median``, ``spread`` (interquartile range)
+and ``min`` (fastest call, ``null`` where unknown) are seconds per call.
 
 Safety
 ------
-* Every write goes to a temporary file in the same directory, is flushed to disk, then moved over
-  the cache with ``os.replace`` (atomic): a reader sees the old file or the new one, never half of one,
-  and an interrupted writer leaves the old file intact.
-* Writers hold an exclusive lock on ``latency.json.lock`` (``fcntl.flock``; ``msvcrt.locking`` on
-  Windows) while they re-read the file, merge their new entries into it and replace it: concurrent
-  writers lose nothing and cannot interleave.
+* Every write goes through :func:`osc_design.io.write_text`: a temporary file in the same directory,
+  flushed to disk, then moved over the cache with ``os.replace`` (atomic): a reader sees the old file
+  or the new one, never half of one, and an interrupted writer leaves the old file intact.
+* Writers hold an exclusive lock on ``latency.json.lock`` (``filelock``: ``fcntl.flock``,
+  ``msvcrt.locking`` on Windows) while they re-read the file, merge their new entries into it and
+  replace it: concurrent writers lose nothing and cannot interleave.
 * A file that is not valid JSON, not this format, or another format version is rebuilt (as an empty
   cache, plus whatever is being written) with a :class:`CacheWarning` saying why.
 * A writer killed between creating its temporary file and the replace leaves that file behind; the
@@ -41,15 +42,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..io import temporary_files, write_text
 from .opkeys import OpKey
 from .timing import Context, Timing, allocator_mode, backend_version
 
@@ -151,37 +152,12 @@ def _problem(data: Any) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (released when the process dies, too)."""
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            import msvcrt
-            import time
+def _locked(path: Path) -> contextlib.AbstractContextManager[Any]:
+    """An exclusive lock on ``<path>.lock`` (``filelock``: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
+    Windows; released when the process dies, too), for ``with``."""
+    from filelock import FileLock
 
-            while True:
-                try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            try:
-                yield
-            finally:
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    return FileLock(path.with_name(path.name + ".lock"))
 
 
 class LatencyCache:
@@ -270,23 +246,12 @@ class LatencyCache:
         return self.path
 
     def _write(self, data: Mapping[str, Any]) -> None:
-        """Atomically replace the file by ``data`` (temporary file in the same directory + ``os.replace``)."""
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=FILE_NAME + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        """Atomically replace the file by ``data`` (:func:`osc_design.io.write_text`)."""
+        write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     def _remove_orphans(self) -> None:
         """Delete temporary files of writers killed mid-write (called under the lock: no live writer has one)."""
-        for tmp in self.directory.glob(FILE_NAME + ".*.tmp"):
+        for tmp in temporary_files(self.path):
             with contextlib.suppress(OSError):
                 tmp.unlink()
 

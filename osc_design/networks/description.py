@@ -9,9 +9,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .._schema import first_error
 from ..errors import SchemaError
-from ..serialize import MAX_BYTES, format_json, write_atomic
+from ..serialize import MAX_BYTES, format_json, schema_error, write_atomic
 from .catalog import ConvLayer
 
 __all__ = ["FORMAT", "VERSION", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
@@ -50,7 +49,7 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
     version = doc.get("version")
     if type(version) is int and version > VERSION:
         raise SchemaError(f"`version` (={version}): written by a newer osc-design; this one reads version {VERSION}")
-    err = first_error(network_schema(), doc, network_schema())
+    err = schema_error(network_schema(), doc)
     if err:
         raise SchemaError(err)
     layers = []

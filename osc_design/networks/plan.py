@@ -24,17 +24,20 @@ minimises params. Network latency is reported as the sum of the layers' predicte
 layer timed as its own module call.
 
 Budgeted selection is a multiple-choice knapsack over each layer's candidates (the original conv
-and the family's designs: for ``osc``/``osc-2`` the solver's Pareto front). It is solved by
-Lagrangian relaxation (bisection on the multiplier, each layer then picks independently) followed
-by a greedy repair that spends the remaining budget; the Lagrangian dual value is a lower bound on
-the true optimum and is reported as ``bound`` so the plan's optimality gap is visible.
+and the family's designs: for ``osc``/``osc-2`` the solver's Pareto front): each layer takes exactly
+one candidate, the capped total stays within the cap, the other total is minimised. It is solved
+exactly as a mixed-integer linear program (``scipy.optimize.milp``, HiGHS), and the chosen plan's
+totals are recomputed exactly (integers for params and MACs) and checked against the cap. The
+Lagrangian dual value (bisection on the multiplier, each layer then picking independently) is a lower
+bound on the optimum, reported as ``bound``: a certificate that needs no trust in the solver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..cost import Cost, cost, node_cost
 from ..coverage import coverage
@@ -43,7 +46,7 @@ from ..ops import Conv2d
 from ..spec import LayerSpec, Target
 from .catalog import ConvLayer
 
-__all__ = ["Candidate", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "OBJECTIVES"]
+__all__ = ["LayerChoice", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "OBJECTIVES"]
 
 OBJECTIVES = ("params", "latency")
 """What :func:`plan_network` minimises per layer without a budget (and ``latency``: also under one)."""
@@ -53,8 +56,8 @@ PLAN_VERSION = 1
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One way to realise a layer: ``spec`` None means the original convolution."""
+class LayerChoice:
+    """One way to realise a layer (a candidate of the plan): ``spec`` None means the original convolution."""
 
     choice: str
     spec: LayerSpec | None
@@ -63,8 +66,8 @@ class Candidate:
     seconds: float | None = None
     """Predicted latency of one call (seconds), when the plan was made with a latency model."""
 
-    def with_seconds(self, seconds: float) -> Candidate:
-        return Candidate(self.choice, self.spec, self.cost, self.coverage, seconds)
+    def with_seconds(self, seconds: float) -> LayerChoice:
+        return LayerChoice(self.choice, self.spec, self.cost, self.coverage, seconds)
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,9 @@ class LayerPlan:
 
     layer: ConvLayer
     before: Cost
-    chosen: Candidate
+    chosen: LayerChoice
     reason: str
-    candidates: tuple[Candidate, ...] = field(default=(), repr=False)
+    candidates: tuple[LayerChoice, ...] = field(default=(), repr=False)
 
     @property
     def after(self) -> Cost:
@@ -136,9 +139,9 @@ class NetworkPlan:
             before, after = self.total("before", name), self.total("after", name)
             out[name] = {"before": before, "after": after, "ratio": after / before if before else None}
         if self.latency_table is not None:
-            before, after = self.latency("before"), self.latency("after")
-            out["latency_s"] = {"before": before, "after": after, "ratio": after / before if before else None,
-                                "table": self.latency_table}
+            slow, fast = self.latency("before"), self.latency("after")
+            out["latency_s"] = {"before": slow, "after": fast, "ratio": fast / slow if slow and fast is not None
+                                else None, "table": self.latency_table}
         out["replaced_layers"] = sum(lp.replaced for lp in self.layers)
         out["layers"] = len(self.layers)
         return out
@@ -189,7 +192,7 @@ def _original(layer: ConvLayer) -> Cost:
     return node_cost(conv, [layer.input_size], layer.output_size, layer.out_channels)
 
 
-def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> Candidate:
+def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice:
     """Lift a per-group design to the layer and give it the layer's bias."""
     from ..transform import lift_groups, with_output_bias
 
@@ -200,7 +203,7 @@ def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> Candidate:
         spec = lift_groups(spec, layer.groups, full)
     if layer.bias:
         spec = with_output_bias(spec)
-    return Candidate(choice, spec, cost(spec), cov)
+    return LayerChoice(choice, spec, cost(spec), cov)
 
 
 CHANNEL_SEPARATING = ("osc", "osc-2", "any")
@@ -246,19 +249,86 @@ def _family_candidates(family: str, options: Mapping[str, Any], budgeted: bool) 
     return make
 
 
-def plan_network(
-    layers: Iterable[ConvLayer],
-    policy: str = "osc",
-    *,
-    network: str = "network",
-    options: Mapping[str, Any] | None = None,
-    budget_params: float | None = None,
-    budget_macs: float | None = None,
-    budget_latency: float | None = None,
-    objective: str = "params",
-    latency: Any = None,
-    progress: Callable[[str], None] | None = None,
-) -> NetworkPlan:
+class _Layer(NamedTuple):
+    """A layer being planned: its original cost, its candidates (the original first) and, when it is
+    kept whatever the budget, why."""
+
+    layer: ConvLayer
+    before: Cost
+    candidates: list[LayerChoice]
+    why: str
+
+
+BUDGETS = ("params", "macs", "latency")
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+def _check_request(budgets: Mapping[str, float | None], objective: str, latency: Any) -> str | None:
+    """Check the budget, objective and latency-model rules; the budget given (``None``: no budget)."""
+    given = [k for k in BUDGETS if budgets[k] is not None]
+    if len(given) > 1:
+        shown = ", ".join(f"budget_{k}={budgets[k]!r}" for k in given)
+        raise SpecError(f"give at most one budget, got {shown}")
+    for name in given:
+        if not _is_fraction(budgets[name]):
+            raise SpecError(f"`budget_{name}` (={budgets[name]!r}) must be a fraction in (0, 1]")
+    if objective not in OBJECTIVES:
+        raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
+    if latency is not None:
+        from ..latency import LatencyModel
+
+        if not isinstance(latency, LatencyModel):
+            raise SpecError(f"`latency` (={type(latency).__name__}) must be a LatencyModel, e.g. "
+                            "osc_design.latency.latency_model('torch')")
+    elif objective == "latency" or "latency" in given:
+        what = "`objective` (='latency')" if objective == "latency" else f"`budget_latency` (={budgets['latency']!r})"
+        raise SpecError(f"{what} needs a `latency` model, e.g. osc_design.latency.latency_model('torch')")
+    if objective == "latency" and "latency" in given:
+        raise SpecError(f"`budget_latency` (={budgets['latency']!r}) caps the latency that `objective` (='latency') "
+                        "would minimise: use objective='params' with a latency budget")
+    return given[0] if given else None
+
+
+def _candidates(layers: Iterable[ConvLayer], policy: str, make: CandidateFn,
+                progress: Callable[[str], None] | None) -> list[_Layer]:
+    """Every layer with its candidates: the original conv, then the family's designs (built once per
+    distinct per-group target)."""
+    made: dict[tuple[Any, ...], list[tuple[str, LayerSpec]] | str] = {}
+    out = []
+    for layer in layers:
+        if progress is not None:
+            progress(layer.name)
+        before = _original(layer)
+        keep = [LayerChoice("keep", None, before, 1.0)]
+        why = _why_kept(layer, policy)
+        if why is not None:
+            out.append(_Layer(layer, before, keep, why))
+            continue
+        target = layer_target(layer)
+        key = (target, layer.groups, layer.bias)
+        if key not in made:
+            try:
+                made[key] = make(layer, target)
+            except (SpecError, InfeasibleDesignError) as e:
+                made[key] = f"{policy} cannot be built here: {e}"
+        designs = made[key]
+        if isinstance(designs, str):
+            out.append(_Layer(layer, before, keep, designs))
+            continue
+        try:
+            out.append(_Layer(layer, before, keep + [_finish(layer, spec, choice) for choice, spec in designs], ""))
+        except SpecError as e:
+            out.append(_Layer(layer, before, keep, str(e)))
+    return out
+
+
+def plan_network(layers: Iterable[ConvLayer], policy: str = "osc", *, network: str = "network",
+                 options: Mapping[str, Any] | None = None, budget_params: float | None = None,
+                 budget_macs: float | None = None, budget_latency: float | None = None, objective: str = "params",
+                 latency: Any = None, progress: Callable[[str], None] | None = None) -> NetworkPlan:
     """Plan a design for every convolution.
 
     Parameters
@@ -274,7 +344,7 @@ def plan_network(
         At most one. A fraction in (0, 1] of the original total params, MACs or predicted latency of
         the planned convs. Under ``budget_params`` the plan minimises MACs (latency with
         ``objective="latency"``); under ``budget_macs`` params (latency); under ``budget_latency``
-        params.
+        params. The plan is the exact optimum (see the module docstring).
     objective:
         ``"params"`` (default): each layer takes its design with the fewest params; ``"latency"``: its
         fastest candidate by predicted latency, the original conv included (needs ``latency``).
@@ -285,6 +355,10 @@ def plan_network(
     progress:
         Called with each layer's name as it is planned (for progress bars).
 
+    Every rule on these arguments is checked here: two budgets, a budget outside (0, 1], an unknown objective
+    or family, or a latency objective or budget without a model raise :class:`~osc_design.errors.SpecError`
+    naming the argument and value; a budget below the least achievable total, ``InfeasibleDesignError``.
+
     Examples
     --------
     >>> from osc_design.networks.catalog import catalog_layers
@@ -293,97 +367,47 @@ def plan_network(
     True
     """
     budgets = {"params": budget_params, "macs": budget_macs, "latency": budget_latency}
-    given = [k for k, v in budgets.items() if v is not None]
-    if len(given) > 1:
-        raise SpecError(f"give at most one budget, got {', '.join('budget_' + k for k in given)}")
-    for name, value in budgets.items():
-        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                      and 0 < value <= 1):
-            raise SpecError(f"`budget_{name}` (={value!r}) must be a fraction in (0, 1]")
-    if objective not in OBJECTIVES:
-        raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
+    cap = _check_request(budgets, objective, latency)
+    make = _family_candidates(policy, dict(options or {}), cap is not None or objective == "latency")
+    planned = _candidates(layers, policy, make, progress)
     if latency is not None:
-        from ..latency import LatencyModel
-
-        if not isinstance(latency, LatencyModel):
-            raise SpecError(f"`latency` must be a LatencyModel, got {type(latency).__name__}")
-    elif objective == "latency" or budget_latency is not None:
-        raise SpecError("the latency objective and `budget_latency` need a `latency` model, e.g. "
-                        "osc_design.latency.latency_model('torch')")
-    if objective == "latency" and budget_latency is not None:
-        raise SpecError("`budget_latency` caps the latency while another quantity is minimised: use "
-                        "objective='params' with it")
-    budgeted = bool(given)
-    make = _family_candidates(policy, dict(options or {}), budgeted or objective == "latency")
-    cache: dict[tuple[Any, ...], list[tuple[str, LayerSpec]] | str] = {}
-    plans: list[tuple[ConvLayer, Cost, list[Candidate], str]] = []
-    for layer in layers:
-        if progress is not None:
-            progress(layer.name)
-        before = _original(layer)
-        keep = Candidate("keep", None, before, 1.0)
-        reason = _why_kept(layer, policy)
-        if reason is not None:
-            plans.append((layer, before, [keep], reason))
-            continue
-        target = layer_target(layer)
-        key = (target, layer.groups, layer.bias)
-        if key not in cache:
-            try:
-                cache[key] = make(layer, target)
-            except (SpecError, InfeasibleDesignError) as e:
-                cache[key] = f"{policy} cannot be built here: {e}"
-        made = cache[key]
-        if isinstance(made, str):
-            plans.append((layer, before, [keep], made))
-            continue
-        try:
-            options_ = [keep] + [_finish(layer, spec, choice) for choice, spec in made]
-        except SpecError as e:
-            plans.append((layer, before, [keep], str(e)))
-            continue
-        plans.append((layer, before, options_, ""))
-    if latency is not None:
-        plans = _predict(plans, latency)
-
+        planned = _predict(planned, latency)
     bound = None
-    if budgeted:
-        cap = given[0]
+    if cap is None:
+        chosen = [_fewest(p.candidates, objective) for p in planned]
+    else:
         minimise = "latency" if objective == "latency" else {"params": "macs", "macs": "total_params",
                                                               "latency": "total_params"}[cap]
-        chosen, bound = _select_under_budget(plans, "total_params" if cap == "params" else cap, minimise,
-                                             budgets[cap])  # type: ignore[arg-type]
-    else:
-        chosen = []
-        for layer, before, cands, _ in plans:
-            if objective == "latency":
-                best = min(cands, key=lambda c: (c.seconds, c.cost.total_params, c.spec is not None))
-            else:
-                best = min(cands, key=lambda c: (c.cost.total_params, c.cost.macs or 0, c.spec is not None))
-            chosen.append(best)
-    result = []
-    for (layer, before, cands, why), pick in zip(plans, chosen):
-        if why:
-            reason = why
-        elif pick.spec is None and not budgeted:
-            reason = (f"{policy} is not faster here" if objective == "latency"
-                      else f"{policy} saves no parameters here")
-        elif pick.spec is None:
-            reason = "kept by the budget optimiser"
-        elif budgeted:
-            reason = "chosen by the budget optimiser"
-        else:
-            reason = "fastest predicted" if objective == "latency" else "fewest params"
-        result.append(LayerPlan(layer, before, pick, reason, tuple(cands)))
-    budget = None if not budgeted else {given[0]: budgets[given[0]]}
-    return NetworkPlan(network, policy, tuple(result), budget, bound, objective,
+        frac = budgets[cap]
+        assert frac is not None
+        chosen, bound = _select_under_budget(planned, "total_params" if cap == "params" else cap, minimise, frac)
+    result = tuple(LayerPlan(p.layer, p.before, pick, _reason(p.why, pick, policy, objective, cap is not None),
+                             tuple(p.candidates)) for p, pick in zip(planned, chosen, strict=True))
+    return NetworkPlan(network, policy, result, None if cap is None else {cap: budgets[cap]}, bound, objective,
                        None if latency is None else latency.table_key.id)
 
 
-def _predict(plans: list[tuple[ConvLayer, Cost, list[Candidate], str]],
-             model: Any) -> list[tuple[ConvLayer, Cost, list[Candidate], str]]:
+def _fewest(candidates: Sequence[LayerChoice], objective: str) -> LayerChoice:
+    """A layer's best candidate without a budget: the fastest, or the fewest params (then MACs); ties
+    keep the original."""
+    if objective == "latency":
+        return min(candidates, key=lambda c: (c.seconds or 0.0, c.cost.total_params, c.spec is not None))
+    return min(candidates, key=lambda c: (c.cost.total_params, c.cost.macs or 0, c.spec is not None))
+
+
+def _reason(why: str, pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
+    if why:
+        return why
+    if budgeted:
+        return "kept by the budget optimiser" if pick.spec is None else "chosen by the budget optimiser"
+    if pick.spec is None:
+        return f"{policy} is not faster here" if objective == "latency" else f"{policy} saves no parameters here"
+    return "fastest predicted" if objective == "latency" else "fewest params"
+
+
+def _predict(planned: list[_Layer], model: Any) -> list[_Layer]:
     """Every candidate with its predicted latency (the original conv as a one-node spec)."""
-    specs = {id(c): (layer_spec(layer) if c.spec is None else c.spec) for layer, _, cands, _ in plans for c in cands}
+    specs = {id(c): (layer_spec(p.layer) if c.spec is None else c.spec) for p in planned for c in p.candidates}
     fresh = model.prefetch(specs.values())
     memo: dict[LayerSpec, float] = {}
 
@@ -392,66 +416,111 @@ def _predict(plans: list[tuple[ConvLayer, Cost, list[Candidate], str]],
             memo[spec] = model.predict(spec, fresh=fresh).seconds
         return memo[spec]
 
-    return [(layer, before, [c.with_seconds(seconds(specs[id(c)])) for c in cands], why)
-            for layer, before, cands, why in plans]
+    return [p._replace(candidates=[c.with_seconds(seconds(specs[id(c)])) for c in p.candidates]) for p in planned]
 
 
-def _select_under_budget(plans: list[tuple[ConvLayer, Cost, list[Candidate], str]], cap_key: str, obj_key: str,
-                         frac: float) -> tuple[list[Candidate], float]:
+def _value(c: LayerChoice, key: str) -> float:
+    """A candidate's ``total_params`` or ``macs`` (an exact int) or predicted ``latency`` (seconds, a float)."""
+    return (c.seconds or 0.0) if key == "latency" else int(getattr(c.cost, key) or 0)
+
+
+def _total(values: Iterable[float]) -> float:
+    """An exact sum: integers stay integers, floats are summed without rounding drift (``math.fsum``)."""
+    values = list(values)
+    return sum(values) if all(isinstance(v, int) for v in values) else math.fsum(values)
+
+
+def _select_under_budget(planned: list[_Layer], cap_key: str, obj_key: str,
+                         frac: float) -> tuple[list[LayerChoice], float]:
     """Multiple-choice knapsack: minimise one total (``total_params``, ``macs`` or ``latency``) subject to a
-    cap on another, a fraction ``frac`` of the original convs' total (see module docstring)."""
-
-    def val(c: Candidate, key: str) -> float:
-        return (c.seconds or 0.0) if key == "latency" else int(getattr(c.cost, key) or 0)
-
-    cands = [p[2] for p in plans]
-    cap = frac * sum(val(c[0], cap_key) for c in cands)  # c[0] is the original conv
-    least = sum(min(val(c, cap_key) for c in cs) for cs in cands)
+    cap on another, a fraction ``frac`` of the original convs' total; the plan and the Lagrangian bound."""
+    cands = [p.candidates for p in planned]
+    obj = [[_value(c, obj_key) for c in cs] for cs in cands]
+    use = [[_value(c, cap_key) for c in cs] for cs in cands]
+    cap = frac * _total(u[0] for u in use)  # u[0] is the original conv
+    least = _total(min(u) for u in use)
     if least > cap:
         what = "predicted latency, seconds" if cap_key == "latency" else cap_key.replace("total_", "")
         raise InfeasibleDesignError(
             f"the budget ({frac:g} of {what}: {cap:,.6g}) is below the smallest "
             f"achievable total {least:,.6g} ({least / (cap / frac):.2%} of the original)")
+    # each layer's best (the least budget among equals): when it fits the cap it is the optimum
+    picks = [min(range(len(o)), key=lambda j: (o[j], u[j])) for o, u in zip(obj, use, strict=True)]
+    if _total(u[j] for u, j in zip(use, picks, strict=True)) > cap:
+        picks = _solve_knapsack(obj, use, cap)
+    return [cs[j] for cs, j in zip(cands, picks, strict=True)], _lagrangian_bound(obj, use, cap)
 
-    def pick(lam: float) -> list[Candidate]:
-        return [min(cs, key=lambda c: (val(c, obj_key) + lam * val(c, cap_key), val(c, cap_key))) for cs in cands]
 
-    def used(sel: list[Candidate]) -> int:
-        return sum(val(c, cap_key) for c in sel)
+def _lagrangian_bound(obj: list[list[float]], use: list[list[float]], cap: float) -> float:
+    """The Lagrangian dual value ``max over lam >= 0 of sum_i min_j (obj_ij + lam use_ij) - lam cap``, a lower
+    bound on the knapsack's optimum: bisection on ``lam`` for the smallest multiplier whose relaxed picks
+    (each layer independently) fit the cap."""
+
+    def used(lam: float) -> float:
+        def pick(o: list[float], u: list[float]) -> float:
+            return min(zip(o, u, strict=True), key=lambda ou: (ou[0] + lam * ou[1], ou[1]))[1]
+
+        return _total(pick(o, u) for o, u in zip(obj, use, strict=True))
 
     lo, hi = 0.0, 1.0
-    while used(pick(hi)) > cap:
+    while used(hi) > cap and hi <= 1e18:  # the caller checked that the cap is achievable
         hi *= 4
-        if hi > 1e18:  # pragma: no cover - the feasibility check above guarantees termination
-            break
-    if used(pick(lo)) <= cap:
+    if used(lo) <= cap:
         hi = lo
     for _ in range(200):
         if hi - lo <= 1e-12 * hi:  # relative: the multiplier's scale is objective / cap units
             break
         mid = (lo + hi) / 2
-        if used(pick(mid)) <= cap:
+        if used(mid) <= cap:
             hi = mid
         else:
             lo = mid
-    selection = pick(hi)
-    dual = sum(min(val(c, obj_key) + hi * val(c, cap_key) for c in cs) for cs in cands) - hi * cap
-    # greedy repair: spend the slack on the swaps that save the most objective per unit of budget
-    improved = True
-    while improved:
-        improved = False
-        slack = cap - used(selection)
-        best_gain, best_swap = 0.0, None
-        for i, cs in enumerate(cands):
-            cur = selection[i]
-            for c in cs:
-                extra = val(c, cap_key) - val(cur, cap_key)
-                gain = val(cur, obj_key) - val(c, obj_key)
-                if gain > 0 and extra <= slack:
-                    rate = gain / max(extra, 1)
-                    if rate > best_gain:
-                        best_gain, best_swap = rate, (i, c)
-        if best_swap is not None:
-            selection[best_swap[0]] = best_swap[1]
-            improved = True
-    return selection, max(dual, 0.0)
+    dual = sum(min(oj + hi * uj for oj, uj in zip(o, u, strict=True)) for o, u in zip(obj, use, strict=True)) - hi * cap
+    return max(dual, 0.0)
+
+
+def _pow2_scale(values: Iterable[float], size: float) -> float:
+    """A power of two that brings the largest ``|value|`` near ``size`` (exact: integers stay integers)."""
+    top = max((abs(v) for v in values), default=0.0)
+    return 1.0 if top == 0 else 2.0 ** round(math.log2(size / top))
+
+
+def _solve_knapsack(obj: list[list[float]], use: list[list[float]], cap: float) -> list[int]:
+    """The index of each layer's candidate in the exact optimum of the multiple-choice knapsack
+    (``scipy.optimize.milp``: one binary per candidate, one pick per layer, one capacity row).
+
+    HiGHS works in floating point with a small absolute feasibility tolerance (1e-6): integer data
+    (params, MACs) up to 2**40 is passed as is, with the cap rounded down to an integer, so the tolerance
+    cannot admit a plan one unit over; seconds (and larger counts) are scaled by a power of two to near
+    2**30. The objective is scaled to near 2**20, so the default absolute gap (1e-6) is far below one
+    unit. The chosen plan's total is then recomputed exactly (in integers, or with ``math.fsum``); should
+    the tolerance have admitted a plan over the cap, the row is tightened by the excess and the program
+    solved again. Where floating point cannot separate plans that close to the cap (counts beyond 2**53,
+    seconds within about 1e-15 of it), the plan that uses the least budget is returned: it fits."""
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    starts = np.cumsum([0] + [len(o) for o in obj])
+    spans = list(zip(starts[:-1], starts[1:], strict=True))
+    flat_obj, flat_use = [v for o in obj for v in o], [v for u in use for v in u]
+    integral = all(isinstance(v, int) for v in flat_use)
+    exact = integral and max(flat_use) <= 2**40  # HiGHS refuses entries above 1e15
+    scale = 1.0 if exact else _pow2_scale(flat_use, 2.0**30)
+    one_each = np.zeros((len(obj), len(flat_obj)))
+    for i, (a, b) in enumerate(spans):
+        one_each[i, a:b] = 1.0
+    row = np.array([flat_use], dtype=float) * scale
+    c = np.array(flat_obj, dtype=float) * _pow2_scale(flat_obj, 2.0**20)
+    limit = math.floor(cap) if exact else cap * scale
+    for attempt in range(8):
+        rows = [LinearConstraint(one_each, 1, 1), LinearConstraint(row, -np.inf, limit)]
+        res = milp(c, integrality=np.ones_like(c), bounds=Bounds(0, 1), constraints=rows,
+                   options={"mip_rel_gap": 0.0})
+        if res.x is None:  # tightened past every plan
+            break
+        picks = [int(np.argmax(res.x[a:b])) for a, b in spans]
+        excess = _total(u[j] for u, j in zip(use, picks, strict=True)) - cap
+        if excess <= 0:
+            return picks
+        limit -= excess * scale + 1e-6 * 2**attempt
+    return [min(range(len(u)), key=u.__getitem__) for u in use]

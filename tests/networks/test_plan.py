@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import time
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from osc_design import InfeasibleDesignError, SpecError
 from osc_design.networks.catalog import catalog_layers
 from osc_design.networks.description import layers_from_dict, layers_to_dict, load_network, save_network
-from osc_design.networks.plan import plan_network
+from osc_design.networks.plan import _solve_knapsack, plan_network
 
 
 def _non_conv_params(name):
@@ -101,14 +103,99 @@ def test_budget_is_respected_and_reported():
     assert by_macs.total("after", "macs") <= 0.5 * by_macs.total("before", "macs")
 
 
+def _distinct_layers(n: int):
+    """The first ``n`` distinct convs of ResNet-18 (7x7 stem, then 3x3s): 9, 6, 8 and 7 candidates under osc."""
+    seen, out = set(), []
+    for layer in catalog_layers("resnet18"):
+        key = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.input_size)
+        if key not in seen:
+            seen.add(key)
+            out.append(layer)
+    return out[:n]
+
+
+@pytest.mark.parametrize("policy, budget, minimise, cap_key, binds", [
+    ("osc", {"budget_params": 0.2}, "macs", "total_params", False),
+    ("osc", {"budget_macs": 0.3}, "total_params", "macs", False),
+    ("osc-2", {"budget_macs": 0.2}, "total_params", "macs", True),
+    ("osc-2", {"budget_macs": 0.3}, "total_params", "macs", False),
+])
+def test_budget_plan_is_the_brute_force_optimum(policy, budget, minimise, cap_key, binds):
+    plan = plan_network(_distinct_layers(4), policy, **budget)
+    (frac,) = budget.values()
+    cap = frac * plan.total("before", cap_key)
+    # binds: each layer's own best breaks the cap, so the plan comes from the MILP, not the shortcut
+    own_best = sum(getattr(min(lp.candidates, key=lambda c: getattr(c.cost, minimise)).cost, cap_key)
+                   for lp in plan.layers)
+    assert (own_best > cap) == binds
+    combos = itertools.product(*(lp.candidates for lp in plan.layers))
+    optimum = min(sum(getattr(c.cost, minimise) for c in combo) for combo in combos
+                  if sum(getattr(c.cost, cap_key) for c in combo) <= cap)
+    assert plan.total("after", cap_key) <= cap
+    assert plan.total("after", minimise) == optimum  # exact, in integers
+    assert plan.bound <= optimum
+
+
+def _brute_knapsack(obj, use, cap):
+    best = None
+    for picks in itertools.product(*(range(len(o)) for o in obj)):
+        if sum(u[j] for u, j in zip(use, picks, strict=True)) <= cap:
+            value = sum(o[j] for o, j in zip(obj, picks, strict=True))
+            best = value if best is None or value < best else best
+    return best
+
+
+@pytest.mark.parametrize("scale", [1, 10**6, 10**12, 10**15, 10**18, 1e-6, 1.0])
+def test_knapsack_solver_is_exact_on_large_and_tiny_numbers(scale):
+    """Random instances with counts up to 1e20 (beyond what HiGHS takes unscaled) and seconds near 1e-6:
+    the solver's plan always fits the cap (checked in integers) and reaches the brute-force optimum
+    wherever floating point can tell the plans apart (counts below 2**53)."""
+    rng = random.Random(scale)
+    for _ in range(25):
+        sizes = [rng.randint(1, 5) for _ in range(rng.randint(1, 5))]
+        if isinstance(scale, int):
+            use = [[rng.randint(1, 100) * scale + rng.randint(0, 9) for _ in range(k)] for k in sizes]
+            obj = [[rng.randint(0, 100) * scale + rng.randint(0, 9) for _ in range(k)] for k in sizes]
+        else:
+            use = [[rng.random() * scale for _ in range(k)] for k in sizes]
+            obj = [[rng.random() * scale for _ in range(k)] for k in sizes]
+        least, most = sum(min(u) for u in use), sum(max(u) for u in use)
+        cap = least + (int if isinstance(scale, int) else float)(rng.random() * (most - least))
+        picks = _solve_knapsack(obj, use, cap)
+        assert sum(u[j] for u, j in zip(use, picks, strict=True)) <= cap
+        got, best = sum(o[j] for o, j in zip(obj, picks, strict=True)), _brute_knapsack(obj, use, cap)
+        if isinstance(scale, float):
+            assert got == pytest.approx(best, rel=1e-9)
+        elif scale < 2**53:
+            assert got == best
+
+
 def test_infeasible_budget_and_bad_options():
     layers = catalog_layers("cifar-resnet20")
     with pytest.raises(InfeasibleDesignError, match="below the smallest achievable total"):
         plan_network(layers, "bsconv-u", budget_params=0.01)
-    with pytest.raises(SpecError, match=r"`budget_params` \(=1.5\) must be a fraction in \(0, 1\]"):
-        plan_network(layers, "osc", budget_params=1.5)
     with pytest.raises(SpecError, match="unknown family 'nope'"):
         plan_network(layers, "nope")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"budget_params": 1.5}, "`budget_params` (=1.5) must be a fraction in (0, 1]"),
+    ({"budget_params": 2}, "`budget_params` (=2) must be a fraction in (0, 1]"),
+    ({"budget_macs": 0.0}, "`budget_macs` (=0.0) must be a fraction in (0, 1]"),
+    ({"budget_macs": -0.5}, "`budget_macs` (=-0.5) must be a fraction in (0, 1]"),
+    ({"budget_params": float("nan")}, "`budget_params` (=nan) must be a fraction in (0, 1]"),
+    ({"budget_params": True}, "`budget_params` (=True) must be a fraction in (0, 1]"),
+    ({"budget_latency": 0}, "`budget_latency` (=0) must be a fraction in (0, 1]"),
+    ({"budget_params": 0.5, "budget_macs": 0.5}, "give at most one budget, got budget_params=0.5, budget_macs=0.5"),
+    ({"objective": "latency"}, "`objective` (='latency') needs a `latency` model"),
+    ({"budget_latency": 0.5}, "`budget_latency` (=0.5) needs a `latency` model"),
+    ({"objective": "fast"}, "`objective` (='fast') must be one of params, latency"),
+])
+def test_every_option_rule_names_the_option_and_value(kwargs, message):
+    """The rules the CLI relies on plan_network for: one line naming the option and its value."""
+    with pytest.raises(SpecError) as err:
+        plan_network(catalog_layers("cifar-resnet20"), "osc", **kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_description_round_trip(tmp_path):

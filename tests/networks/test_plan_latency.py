@@ -1,7 +1,8 @@
 """Network planning by predicted latency, on a fake deterministic timing law (no framework needed).
 
 The knapsack plans are checked against brute force over every combination of a few layers'
-candidates; per-layer choices against the fake law applied independently of the latency model.
+candidates (the plan is the optimum) and the bound against the LP relaxation; per-layer choices against
+the fake law applied independently of the latency model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from osc_design import InfeasibleDesignError, SpecError
 from osc_design.latency import LatencyModel
 from osc_design.networks.catalog import catalog_layers
 from osc_design.networks.plan import layer_spec, plan_network
+from tests.networks.test_plan import _distinct_layers
 from tests.test_latency import Recorder, independent_latency
 
 
@@ -21,17 +23,6 @@ from tests.test_latency import Recorder, independent_latency
 def model(tmp_path, monkeypatch):
     monkeypatch.setenv("OSC_DESIGN_CACHE_DIR", str(tmp_path / "cache"))
     return LatencyModel("torch", threads=2, measure_fn=Recorder())
-
-
-def _distinct_layers(n: int):
-    """The first ``n`` distinct convs of ResNet-18 (7x7 stem, then 3x3s): 9, 6, 8 and 7 candidates under osc."""
-    seen, out = set(), []
-    for layer in catalog_layers("resnet18"):
-        key = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.input_size)
-        if key not in seen:
-            seen.add(key)
-            out.append(layer)
-    return out[:n]
 
 
 @pytest.mark.parametrize("policy", ["any", "osc", "bsconv-u"])
@@ -52,25 +43,28 @@ def test_latency_objective_takes_each_layers_fastest(model, policy):
     assert all(row["latency_ms_after"] <= row["latency_ms_before"] + 1e-12 for row in plan.rows())
 
 
-def _brute_force(plan, minimise, cap_key, cap):
-    def val(c, key):
-        return c.seconds if key == "latency" else getattr(c.cost, key)
+def _val(c, key):
+    return c.seconds if key == "latency" else getattr(c.cost, key)
 
+
+def _brute_force(plan, minimise, cap_key, cap):
     best = None
     for combo in itertools.product(*(lp.candidates for lp in plan.layers)):
-        if sum(val(c, cap_key) for c in combo) <= cap * (1 + 1e-12):
-            v = sum(val(c, minimise) for c in combo)
+        if sum(_val(c, cap_key) for c in combo) <= cap * (1 + 1e-12):
+            v = sum(_val(c, minimise) for c in combo)
             best = v if best is None or v < best else best
     return best
 
 
-@pytest.mark.parametrize("budget, minimise, cap_key", [
-    ({"budget_params": 0.3, "objective": "latency"}, "latency", "total_params"),
-    ({"budget_macs": 0.4, "objective": "latency"}, "latency", "macs"),
-    ({"budget_latency": 0.5}, "total_params", "latency"),
-    ({"budget_latency": 0.8}, "total_params", "latency"),
+@pytest.mark.parametrize("budget, minimise, cap_key, binds", [
+    ({"budget_params": 0.3, "objective": "latency"}, "latency", "total_params", False),
+    ({"budget_macs": 0.4, "objective": "latency"}, "latency", "macs", False),
+    ({"budget_latency": 0.4}, "total_params", "latency", True),
+    ({"budget_latency": 0.5}, "total_params", "latency", True),
+    ({"budget_latency": 0.7}, "total_params", "latency", True),
+    ({"budget_latency": 0.8}, "total_params", "latency", False),
 ])
-def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_key):
+def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_key, binds):
     layers = _distinct_layers(4)
     plan = plan_network(layers, "osc", latency=model, **budget)
     frac = next(v for k, v in budget.items() if k.startswith("budget_"))
@@ -80,31 +74,57 @@ def test_budgets_with_latency_against_brute_force(model, budget, minimise, cap_k
                    else getattr((lp.before if which == "before" else lp.chosen.cost), key) for lp in plan.layers)
 
     cap = frac * total("before", cap_key)
+    # binds: each layer's own best breaks the cap, so the plan comes from the MILP, not the shortcut
+    own_best = sum(_val(min(lp.candidates, key=lambda c: _val(c, minimise)), cap_key) for lp in plan.layers)
+    assert (own_best > cap) == binds
     assert total("after", cap_key) <= cap * (1 + 1e-12)
     optimum = _brute_force(plan, minimise, cap_key, cap)
     got = total("after", minimise)
-    assert plan.bound <= optimum * (1 + 1e-9) and got >= optimum * (1 - 1e-12)
-    assert got <= 1.25 * optimum  # Lagrangian + greedy repair: near the optimum on these small cases
+    assert got == pytest.approx(optimum, rel=1e-12)  # the exact optimum (MILP), not merely near it
+    assert plan.bound <= optimum * (1 + 1e-9)
+    assert plan.bound == pytest.approx(_lp_relaxation(plan, minimise, cap_key, cap), rel=1e-6)
 
 
-def test_latency_planning_errors(model):
-    layers = _distinct_layers(2)
-    with pytest.raises(SpecError, match="need a `latency` model"):
-        plan_network(layers, "osc", objective="latency")
-    with pytest.raises(SpecError, match="need a `latency` model"):
-        plan_network(layers, "osc", budget_latency=0.5)
-    with pytest.raises(SpecError, match="at most one budget"):
-        plan_network(layers, "osc", budget_params=0.5, budget_latency=0.5, latency=model)
-    with pytest.raises(SpecError, match="objective='params'"):
-        plan_network(layers, "osc", objective="latency", budget_latency=0.5, latency=model)
-    with pytest.raises(SpecError, match="`objective`"):
-        plan_network(layers, "osc", objective="speed", latency=model)
-    with pytest.raises(SpecError, match="LatencyModel"):
-        plan_network(layers, "osc", objective="latency", latency="torch")
-    with pytest.raises(SpecError, match="budget_latency"):
-        plan_network(layers, "osc", budget_latency=1.5, latency=model)
+def _lp_relaxation(plan, minimise, cap_key, cap):
+    """The knapsack's LP relaxation (each layer a convex mix of its candidates), which the Lagrangian dual
+    equals for one coupling constraint: the reported bound is as tight as a Lagrangian bound can be."""
+    import numpy as np
+    from scipy.optimize import linprog
+
+    cands = [lp.candidates for lp in plan.layers]
+    flat = [c for cs in cands for c in cs]
+    rows, start = np.zeros((len(cands), len(flat))), 0
+    for i, cs in enumerate(cands):
+        rows[i, start:start + len(cs)], start = 1, start + len(cs)
+    res = linprog([_val(c, minimise) for c in flat], A_ub=[[_val(c, cap_key) for c in flat]], b_ub=[cap],
+                  A_eq=rows, b_eq=np.ones(len(cands)), bounds=(0, 1))
+    assert res.status == 0
+    return res.fun
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"objective": "latency"}, "`objective` (='latency') needs a `latency` model"),
+    ({"budget_latency": 0.5}, "`budget_latency` (=0.5) needs a `latency` model"),
+    ({"budget_params": 0.5, "budget_latency": 0.5, "with_model": True},
+     "give at most one budget, got budget_params=0.5, budget_latency=0.5"),
+    ({"objective": "latency", "budget_latency": 0.5, "with_model": True},
+     "`budget_latency` (=0.5) caps the latency that `objective` (='latency') would minimise: use objective='params'"),
+    ({"objective": "speed", "with_model": True}, "`objective` (='speed') must be one of params, latency"),
+    ({"objective": "latency", "latency": "torch"}, "`latency` (=str) must be a LatencyModel"),
+    ({"budget_latency": 1.5, "with_model": True}, "`budget_latency` (=1.5) must be a fraction in (0, 1]"),
+])
+def test_latency_planning_errors(model, kwargs, message):
+    kwargs = dict(kwargs)
+    if kwargs.pop("with_model", False):
+        kwargs["latency"] = model
+    with pytest.raises(SpecError) as err:
+        plan_network(_distinct_layers(2), "osc", **kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_latency_budget_below_the_fastest_plan(model):
     with pytest.raises(InfeasibleDesignError, match="predicted latency"):
-        plan_network(layers, "bsconv-u", budget_latency=0.001, latency=model)
+        plan_network(_distinct_layers(2), "bsconv-u", budget_latency=0.001, latency=model)
 
 
 def test_cli_network_latency(tmp_path, monkeypatch):
