@@ -31,7 +31,6 @@ __all__ = [
     "loads",
     "save",
     "load",
-    "write_atomic",
     "format_json",
     "schema_error",
 ]
@@ -241,11 +240,6 @@ def format_json(value: Any, indent: int = 0) -> str:
 def dumps(spec: LayerSpec, **info: Any) -> str:
     """Deterministic JSON text of ``spec`` (same design, byte-identical output), ending in a newline."""
     return format_json(to_dict(spec, **info)) + "\n"
-
-
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`osc_design.io.write_text`)."""
-    write_text(path, text)
 
 
 def save(spec: LayerSpec, path: str | os.PathLike[str], **info: Any) -> None:

@@ -13,15 +13,16 @@ import typer
 
 
 def emit(text: str, output: Path | None) -> None:
-    """Write ``text`` to stdout, or atomically to ``output``."""
+    """Write ``text`` to stdout, or to ``output`` through the one writer (:mod:`osc_design.io`: atomic for a
+    regular file, straight through for a FIFO, a device or ``-``)."""
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from ..serialize import write_atomic
+    from ..io import write_text
 
     try:
-        write_atomic(output, text)
+        write_text(output, text)
     except OSError as e:
         raise typer.BadParameter(f"{str(output)!r}: {e.strerror or e}", param_hint="'--output'") from None
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SchemaError
-from ..serialize import MAX_BYTES, format_json, schema_error, write_atomic
+from ..io import write_text
+from ..serialize import MAX_BYTES, format_json, schema_error
 from .catalog import ConvLayer
 
 __all__ = ["FORMAT", "VERSION", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
@@ -94,4 +95,4 @@ def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
 def save_network(path: str | os.PathLike[str], name: str, layers: list[ConvLayer],
                  input_shape: tuple[int, ...] | None = None) -> None:
     """Write a network description atomically."""
-    write_atomic(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")
+    write_text(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")
