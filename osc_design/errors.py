@@ -6,6 +6,7 @@ __all__ = [
     "OscDesignError",
     "SpecError",
     "SchemaError",
+    "OptionError",
     "InfeasibleDesignError",
     "BackendUnavailableError",
     "UnknownBackendError",
@@ -19,6 +20,19 @@ class OscDesignError(Exception):
 
 class SpecError(OscDesignError, ValueError):
     """An invalid parameter, target, op or layer spec (the message names field and value)."""
+
+
+class OptionError(SpecError):
+    """An option that breaks a rule of the call it was given to; ``option`` names the argument and ``rule``
+    the broken rule, so a front end can word it in its own terms (the CLI names its flags)."""
+
+    def __init__(self, message: str, option: str, rule: str) -> None:
+        super().__init__(message)
+        self.option = option
+        self.rule = rule
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return type(self), (str(self), self.option, self.rule)
 
 
 class SchemaError(SpecError):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..errors import SpecError
+from ..errors import OptionError
 from . import output as out
 from ._app import app
 from .compare import latency_model
@@ -59,22 +58,20 @@ def _layers(name: str | None, from_file: Path | None) -> tuple[str, Any]:
     return name, catalog_layers(name)
 
 
-def _usage_error(e: SpecError, budgets: dict[str, float | None],
+def _usage_error(e: OptionError, budgets: dict[str, float | None],
                  objective: PlanObjective) -> typer.BadParameter | None:
-    """The command-line wording of :func:`~osc_design.networks.plan.plan_network`'s budget and latency checks
-    (``None`` for any other error, which stays a domain error)."""
-    message = str(e)
-    fraction = re.match(r"`budget_(params|macs|latency)` \(=.*\) must be a fraction", message)
-    if fraction:
-        flag = f"--budget-{fraction[1]}"
+    """The command-line wording of :func:`~osc_design.networks.plan.plan_network`'s budget and latency rules
+    (``None`` for a rule the command line cannot break, which stays a domain error)."""
+    flag = "--" + e.option.replace("_", "-")
+    if e.rule == "fraction":
         return typer.BadParameter(f"{budgets[flag]} is not a fraction in (0, 1]", param_hint=f"'{flag}'")
-    if "at most one budget" in message:
+    if e.rule == "one-budget":
         return typer.BadParameter("give at most one of --budget-params, --budget-macs, --budget-latency",
                                   param_hint="'--budget-*'")
-    if "need a `latency` model" in message:
-        flag = "--objective latency" if objective is PlanObjective.latency else "--budget-latency"
-        return typer.BadParameter(f"{flag} needs --backend torch or jax", param_hint="'--backend'")
-    if "`budget_latency` caps the latency" in message:
+    if e.rule == "needs-latency":
+        what = "--objective latency" if objective is PlanObjective.latency else "--budget-latency"
+        return typer.BadParameter(f"{what} needs --backend torch or jax", param_hint="'--backend'")
+    if e.rule == "latency-twice":
         return typer.BadParameter("--budget-latency caps latency while params are minimised: drop --objective "
                                   "latency", param_hint="'--budget-latency'")
     return None
@@ -124,7 +121,7 @@ def network_cmd(
         plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
                             budget_macs=budget_macs, budget_latency=budget_latency, objective=objective.value,
                             latency=model, progress=advance)
-    except SpecError as e:
+    except OptionError as e:
         usage = _usage_error(e, budgets, objective)
         if usage is None:
             raise

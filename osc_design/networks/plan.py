@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from ..cost import Cost, cost, node_cost
 from ..coverage import coverage
-from ..errors import InfeasibleDesignError, SpecError
+from ..errors import InfeasibleDesignError, OptionError, SpecError
 from ..ops import Conv2d
 from ..spec import LayerSpec, Target
 from .catalog import ConvLayer
@@ -267,28 +267,36 @@ def _is_fraction(value: Any) -> bool:
 
 
 def _check_request(budgets: Mapping[str, float | None], objective: str, latency: Any) -> str | None:
-    """Check the budget, objective and latency-model rules; the budget given (``None``: no budget)."""
+    """Check the budget, objective and latency-model rules; the budget given (``None``: no budget).
+
+    Each broken rule raises :class:`~osc_design.errors.OptionError` with the argument and the rule:
+    ``one-budget``, ``fraction``, ``choice``, ``type``, ``needs-latency`` and ``latency-twice``."""
     given = [k for k in BUDGETS if budgets[k] is not None]
     if len(given) > 1:
         shown = ", ".join(f"budget_{k}={budgets[k]!r}" for k in given)
-        raise SpecError(f"give at most one budget, got {shown}")
+        raise OptionError(f"give at most one budget, got {shown}", f"budget_{given[1]}", "one-budget")
     for name in given:
         if not _is_fraction(budgets[name]):
-            raise SpecError(f"`budget_{name}` (={budgets[name]!r}) must be a fraction in (0, 1]")
+            raise OptionError(f"`budget_{name}` (={budgets[name]!r}) must be a fraction in (0, 1]",
+                              f"budget_{name}", "fraction")
     if objective not in OBJECTIVES:
-        raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
+        raise OptionError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}",
+                          "objective", "choice")
     if latency is not None:
         from ..latency import LatencyModel
 
         if not isinstance(latency, LatencyModel):
-            raise SpecError(f"`latency` (={type(latency).__name__}) must be a LatencyModel, e.g. "
-                            "osc_design.latency.latency_model('torch')")
+            raise OptionError(f"`latency` (={type(latency).__name__}) must be a LatencyModel, e.g. "
+                              "osc_design.latency.latency_model('torch')", "latency", "type")
     elif objective == "latency" or "latency" in given:
+        option = "objective" if objective == "latency" else "budget_latency"
         what = "`objective` (='latency')" if objective == "latency" else f"`budget_latency` (={budgets['latency']!r})"
-        raise SpecError(f"{what} needs a `latency` model, e.g. osc_design.latency.latency_model('torch')")
+        raise OptionError(f"{what} needs a `latency` model, e.g. osc_design.latency.latency_model('torch')",
+                          option, "needs-latency")
     if objective == "latency" and "latency" in given:
-        raise SpecError(f"`budget_latency` (={budgets['latency']!r}) caps the latency that `objective` (='latency') "
-                        "would minimise: use objective='params' with a latency budget")
+        raise OptionError(f"`budget_latency` (={budgets['latency']!r}) caps the latency that `objective` "
+                          "(='latency') would minimise: use objective='params' with a latency budget",
+                          "budget_latency", "latency-twice")
     return given[0] if given else None
 
 

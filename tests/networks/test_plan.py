@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import random
 import time
 
 import pytest
 
 from osc_design import InfeasibleDesignError, SpecError
+from osc_design.errors import OptionError
 from osc_design.networks.catalog import catalog_layers
 from osc_design.networks.description import layers_from_dict, layers_to_dict, load_network, save_network
 from osc_design.networks.plan import _solve_knapsack, plan_network
@@ -193,9 +195,13 @@ def test_infeasible_budget_and_bad_options():
 ])
 def test_every_option_rule_names_the_option_and_value(kwargs, message):
     """The rules the CLI relies on plan_network for: one line naming the option and its value."""
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(OptionError) as err:
         plan_network(catalog_layers("cifar-resnet20"), "osc", **kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
+    # the argument and the rule travel with the error (the CLI words them as its flags), also through pickle
+    assert err.value.option in kwargs
+    again = pickle.loads(pickle.dumps(err.value))
+    assert (str(again), again.option, again.rule) == (str(err.value), err.value.option, err.value.rule)
 
 
 def test_description_round_trip(tmp_path):
