@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -633,33 +634,41 @@ def calibrate(backend: str = "torch", device: str = "cpu", batch: int = 8, *, dt
     """
     model = LatencyModel(backend, device, batch=batch, dtype=dtype, threads=threads, on_miss="measure",
                          cache=cache_dir, measure_fn=measure_fn, policy=policy, flush_every=flush_every)
-    ops = [CALL_KEY, BASELINE_CONV_KEY] + [op for op in (standard_grid() if grid is None else list(grid))
-                                          if op.kind != CALL]
-    for op in ops:
-        if not isinstance(op, OpKey):
-            raise SpecError(f"`grid` must hold OpKey records, got {type(op).__name__}")
-    seen: dict[str, OpKey] = {}
-    for op in ops:
-        seen.setdefault(op.id, op)
-    ops = list(seen.values())
-    import time
-
+    ops = _calibration_ops(standard_grid() if grid is None else grid)
     start = time.perf_counter()
-    measured = skipped = 0
     try:
-        for first in range(0, len(ops), model.PREFETCH_CHUNK):  # rounds of ops timed round-robin
-            part = ops[first:first + model.PREFETCH_CHUNK]
-            known = model.known()
-            todo = [op for op in part if op.id not in known]
-            timed = dict(zip((op.id for op in todo), model._time_ops(todo)))
-            for i, op in enumerate(part, first + 1):
-                t = timed.get(op.id)
-                measured += t is not None
-                skipped += t is None
-                if progress is not None:
-                    progress(i, len(ops), op, t)
+        measured, skipped = _calibrate_rounds(model, ops, progress)
     finally:
         model.flush()
     return CalibrationReport(measured, skipped, len(ops), model.table_key.id, str(model.cache.path),
                              time.perf_counter() - start)
 
+
+def _calibration_ops(grid: Iterable[OpKey]) -> list[OpKey]:
+    """``call()``, the baseline conv, then ``grid`` (its ``call()`` entries dropped), each op once."""
+    ops = [CALL_KEY, BASELINE_CONV_KEY] + [op for op in grid if not isinstance(op, OpKey) or op.kind != CALL]
+    seen: dict[str, OpKey] = {}
+    for op in ops:
+        if not isinstance(op, OpKey):
+            raise SpecError(f"`grid` must hold OpKey records, got {type(op).__name__}")
+        seen.setdefault(op.id, op)
+    return list(seen.values())
+
+
+def _calibrate_rounds(model: LatencyModel, ops: list[OpKey],
+                      progress: Callable[[int, int, OpKey, Timing | None], Any] | None) -> tuple[int, int]:
+    """Time the ops ``model`` lacks in rounds of :attr:`LatencyModel.PREFETCH_CHUNK`, round-robin;
+    ``(measured, skipped)``."""
+    measured = skipped = 0
+    for first in range(0, len(ops), model.PREFETCH_CHUNK):
+        part = ops[first:first + model.PREFETCH_CHUNK]
+        known = model.known()
+        todo = [op for op in part if op.id not in known]
+        timed = dict(zip((op.id for op in todo), model._time_ops(todo), strict=True))
+        for i, op in enumerate(part, first + 1):
+            t = timed.get(op.id)
+            measured += t is not None
+            skipped += t is None
+            if progress is not None:
+                progress(i, len(ops), op, t)
+    return measured, skipped
