@@ -372,7 +372,7 @@ def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) ->
     return tuple(jax.eval_shape(conv, x, w).shape)
 
 
-def _named(module: nnx.Module, spec: LayerSpec) -> dict[str, tuple[nnx.Module, bool]]:
+def _named(module: nnx.Module, spec: LayerSpec) -> dict[str, tuple[Any, bool]]:
     out = {}
     for step in program(spec).steps:
         if isinstance(step.node, (ConvOp, BatchNorm)):

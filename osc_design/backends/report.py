@@ -88,5 +88,5 @@ class VerifyReport:
                 for c in self.checks]
         rows += [(name, "skipped", reason, "", "") for name, reason in self.skipped.items()]
         widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(5)]
-        lines = [head] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines = [head] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         return "\n".join(lines)

@@ -36,11 +36,11 @@ import functools
 import operator
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - PyTorch's usual alias, also in the exported source
 from torch import nn
 
 from ..cost import cost
@@ -228,7 +228,7 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
 def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) -> tuple[int, ...]:
     """Output shape of the target's plain ``nn.Conv2d`` on an ``(batch, C_in, *input_size)`` input (meta device)."""
     t = spec.target
-    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding,
+    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=cast(Pair, t.padding),
                      bias=False, device="meta")
     return tuple(conv(torch.empty(batch, t.in_channels, *input_size, device="meta")).shape)
 
@@ -320,8 +320,9 @@ class TorchTimer:
     def node_call(self, spec: LayerSpec, node_id: str, seed: int = 0) -> Callable[[], Any]:
         """Node ``node_id`` of :func:`build_module` of ``spec``, as its ``forward`` runs it, on a fresh input
         per input slot (so an add of one tensor twice reads two tensors)."""
-        m = self._ready(build_module(spec, seed=seed))
-        step, run = m._program.step(node_id), OPS[spec.node_map[node_id].op].run
+        built = build_module(spec, seed=seed)
+        step, run = built._program.step(node_id), OPS[spec.node_map[node_id].op].run
+        m = self._ready(built)
         rng, sizes = np.random.default_rng(seed), spec.spatial_sizes()
         xs = [self._input(spec.channels(i), sizes[i], rng) for i in spec.node_map[node_id].inputs]
         return lambda: run(m, step, xs)

@@ -180,7 +180,7 @@ class LatencySolution:
                          "-" if m is None else f"{m.seconds * 1e3:.3f}",
                          "-" if p is None else f"{p.cached}/{p.measured}/{p.interpolated}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += [f"excluded {n}: {why}" for n, why in self.excluded]
@@ -507,7 +507,8 @@ def _best_within(cands: list[Candidate], budgets: dict[str, float], conv: Candid
     if "latency_s" in budgets:
         fastest = min(cands, key=lambda c: c.seconds)  # type: ignore[arg-type,return-value]
         parts.append(f"latency <= {budgets['latency_fraction']:g} x conv ({budgets['latency_s'] * 1e3:.3f} ms): the "
-                     f"fastest candidate, {fastest.name}, is predicted at {fastest.seconds / conv.seconds:.3f} x conv")
+                     f"fastest candidate, {fastest.name}, is predicted at "
+                     f"{fastest.seconds / conv.seconds:.3f} x conv")  # type: ignore[operator]
     if "params" in budgets:
         small = min(cands, key=lambda c: c.cost.params)
         parts.append(f"params <= {budgets['params']:,}: the smallest candidate, {small.name}, has "

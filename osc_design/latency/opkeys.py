@@ -248,7 +248,7 @@ def key_spec(key: OpKey) -> tuple[LayerSpec, str]:
                      dilation=d, groups=key["groups"], bias=bool(key["bias"]), name="op")
         return b.build(y, family=key.kind), "op"
     c = max(key["parts"]) if key.kind == "concat" else key["in_channels"] if key.kind == "slice" else key["channels"]
-    b = GraphBuilder(Target(c, c, 1, input_size=size))
+    b = GraphBuilder(Target(c, c, (1, 1), input_size=size))
     x = b.input
     if key.kind == "channel_shuffle":
         y = b.channel_shuffle(x, key["groups"], name="op")
@@ -265,7 +265,7 @@ def key_spec(key: OpKey) -> tuple[LayerSpec, str]:
     else:  # batch_norm
         y = b.batch_norm(x, name="op")
     out = b.channels(y)
-    return b.build(y, family=key.kind, target=Target(c, out, 1, input_size=size)), "op"
+    return b.build(y, family=key.kind, target=Target(c, out, (1, 1), input_size=size)), "op"
 
 
 CALL_KEY = OpKey(CALL, ())

@@ -33,8 +33,8 @@ either way are never mixed.
 
 PyTorch runs under ``torch.no_grad`` with ``torch.set_num_threads(threads)`` (restored afterwards),
 modules in eval mode. JAX runs each op, and each whole module, as one ``jax.jit`` function with the
-module's state (its weights) as an argument; XLA's CPU thread pool is fixed at process start (one thread per usable core),
-so the thread count of a JAX table is the number of usable cores.
+module's state (its weights) as an argument; XLA's CPU thread pool is fixed at process start (one
+thread per usable core), so the thread count of a JAX table is the number of usable cores.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..backends import Timer
     from ..spec import LayerSpec
 
-__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops", "measure_spec",
-           "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator", "STEADY_MALLOC_ENV",
-           "DTYPES", "DEVICES"]
+__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops",
+           "measure_spec", "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator",
+           "STEADY_MALLOC_ENV", "DTYPES", "DEVICES"]
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -294,7 +294,8 @@ def measure_specs(specs: list[LayerSpec], ctx: Context, policy: TimingPolicy = T
     if len(mods) != len(specs):
         raise SpecError(f"`modules` has {len(mods)} entries for {len(specs)} specs")
     with _timer(ctx) as timer:
-        return time_round_robin([timer.module_call(s, m, seed) for s, m in zip(specs, mods)], policy, timer.sync)
+        fns = [timer.module_call(s, m, seed) for s, m in zip(specs, mods, strict=True)]
+        return time_round_robin(fns, policy, timer.sync)
 
 
 def measure_spec(spec: LayerSpec, ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
