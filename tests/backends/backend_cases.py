@@ -298,7 +298,7 @@ def random_specs(draw, max_channels: int = 6, max_blocks: int = 5) -> LayerSpec:
         k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         # "same" output size needs an odd effective span: d * (k - 1) even
-        k = tuple(kk if (dd * (kk - 1)) % 2 == 0 else kk + 1 for kk, dd in zip(k, d))
+        k = tuple(kk if (dd * (kk - 1)) % 2 == 0 else kk + 1 for kk, dd in zip(k, d, strict=True))
         return b.conv2d(src, out, k, padding=(d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2),
                         dilation=d, groups=groups, bias=draw(st.booleans()))
 
@@ -419,3 +419,20 @@ def solver_designs(n: int, seed: int = 0) -> list[LayerSpec]:
                 pass
         k += 1
     return specs
+
+
+# ----------------------------------------------------------------------------------------- exported source
+
+
+def load_export(tmp_path, spec: LayerSpec, to: str, name: str = "design"):
+    """Write ``export_source(spec, to)`` to ``tmp_path/<name>_<to>.py`` and import it as a fresh module."""
+    import importlib.util
+
+    from osc_design.backends import export_source
+
+    path = tmp_path / f"{name}_{to}.py"
+    path.write_text(export_source(spec, to))
+    module_spec = importlib.util.spec_from_file_location(f"{name}_{to}_{tmp_path.name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module, path
