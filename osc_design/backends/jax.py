@@ -496,20 +496,11 @@ class JaxBackend:
     """The JAX backend (an :class:`osc_design.backends.Backend`): NHWC Flax NNX modules."""
 
     name = NAME
-    framework = "JAX and Flax"
     layout = LAYOUT
 
-    def build(self, spec: LayerSpec, *, seed: int = 0) -> SpecModule:
-        """:func:`build_module`."""
-        return build_module(spec, seed=seed)
-
-    def get_weights(self, module: Any, spec: LayerSpec) -> dict[str, dict[str, np.ndarray]]:
-        """:func:`get_weights`."""
-        return get_weights(module, spec)
-
-    def set_weights(self, module: Any, spec: LayerSpec, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        """:func:`set_weights`."""
-        set_weights(module, spec, weights)
+    build = staticmethod(build_module)
+    get_weights = staticmethod(get_weights)
+    set_weights = staticmethod(set_weights)
 
     def owns(self, module: Any) -> bool:
         """Whether ``module`` is a ``flax.nnx.Module``."""

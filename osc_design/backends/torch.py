@@ -332,20 +332,14 @@ class TorchBackend:
     """The PyTorch backend (an :class:`osc_design.backends.Backend`): NCHW ``nn.Module`` s."""
 
     name = NAME
-    framework = "PyTorch"
     layout = LAYOUT
 
     def build(self, spec: LayerSpec, *, seed: int = 0) -> SpecModule:
         """:func:`build_module` with a reproducible init."""
         return build_module(spec, seed=seed)
 
-    def get_weights(self, module: Any, spec: LayerSpec) -> dict[str, dict[str, np.ndarray]]:
-        """:func:`get_weights`."""
-        return get_weights(module, spec)
-
-    def set_weights(self, module: Any, spec: LayerSpec, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        """:func:`set_weights`."""
-        set_weights(module, spec, weights)
+    get_weights = staticmethod(get_weights)
+    set_weights = staticmethod(set_weights)
 
     def owns(self, module: Any) -> bool:
         """Whether ``module`` is a ``torch.nn.Module``."""

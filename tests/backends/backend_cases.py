@@ -436,3 +436,38 @@ def load_export(tmp_path, spec: LayerSpec, to: str, name: str = "design"):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module, path
+
+
+def run_standalone(path, framework_import: str, expression: str, cwd) -> str:
+    """Import the exported file at ``path`` in a fresh interpreter where ``import osc_design`` fails, then
+    print ``expression`` (``m`` is the loaded file) after ``framework_import``; the printed text."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys",
+        "sys.modules['osc_design'] = None",  # any import of osc_design would now fail
+        "import importlib.util",
+        f"s = importlib.util.spec_from_file_location('standalone', {str(path)!r})",
+        "m = importlib.util.module_from_spec(s)",
+        "s.loader.exec_module(m)",
+        framework_import,
+        f"print({expression})",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=cwd)
+    assert "osc_design" not in "".join(
+        line for line in path.read_text().splitlines() if line.startswith(("import", "from"))
+    )
+    return out.stdout.strip()
+
+
+def export_family(tmp_path, fid: str, to: str):
+    """The default design of family ``fid`` for the ``k7-s1`` target and its exported module (skip where the
+    family does not apply)."""
+    import pytest
+
+    spec = build_family(fid, FAMILY_TARGETS["k7-s1"])
+    if spec is None:
+        pytest.skip(f"{fid} does not apply to {FAMILY_TARGETS['k7-s1'].describe()}")
+    mod, _ = load_export(tmp_path, spec, to, name=fid.replace("-", "_"))
+    return spec, mod.OscDesign()
