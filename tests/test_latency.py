@@ -80,6 +80,9 @@ def predicted(spec, backend: str = "torch") -> float:
     return predict(spec, fake_model(backend, measure_fn=lambda op, ctx: pytest.fail(f"{op.id} timed again"))).seconds
 
 
+independent_latency = predicted  # the name tests/networks/test_plan_latency.py imports
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"

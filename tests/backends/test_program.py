@@ -137,3 +137,11 @@ def test_verify_asks_each_backend_for_its_counts_and_cross_checks(fakes):
     assert [c.ok for c in report.checks] == [True, True, True, True, False]  # "off" scales its output
     single = verify(spec, "two", module="m")
     assert [c.backend for c in single.checks] == ["two"] and fakes["two"].calls[-1][2] == "m"
+
+
+@pytest.mark.parametrize("module", ["osc_design.backends.program", "osc_design.latency.opkeys"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0
