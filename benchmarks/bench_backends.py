@@ -2,13 +2,15 @@
 
 For each target ``C -> C`` (default 256), kernel ``K`` (3 and 7) and input ``S x S`` (14 and 56), every
 family's default design is exported with :func:`osc_design.backends.export_source`, imported from a
-temporary file, and timed at batch 8, float32: warm-up runs, then the median of repeated runs (at least
-``--min-runs``, more while under ``--budget`` seconds). PyTorch runs in eval mode under ``torch.no_grad``
-with ``torch.set_num_threads(threads)``; JAX runs the module under ``jax.jit`` (weights as arguments)
-on XLA's default CPU thread pool (one thread per core; XLA has no thread-count setting for CPU
-convolutions, so run under ``taskset`` to pin it). Run it on an otherwise idle machine: with fewer
-free cores than threads, PyTorch's OpenMP workers wait for a scheduler slice at every parallel region
-(latencies then cluster at multiples of ~30 ms). The load average is printed with the table. Ratios are family latency / plain-conv latency (below 1: faster).
+temporary file, and timed at batch 8, float32, by :func:`osc_design.latency.measure_many` (the
+backends' own timers; the designs of one target round-robin): warm-up runs, then the median of
+repeated runs (at least ``--min-runs``, more while under ``--budget`` seconds per design). PyTorch
+runs in eval mode under ``torch.no_grad`` with ``torch.set_num_threads(threads)``; JAX runs the
+module under ``jax.jit`` (weights as arguments) on XLA's default CPU thread pool (one thread per
+core; XLA has no thread-count setting for CPU convolutions, so run under ``taskset`` to pin it). Run
+it on an otherwise idle machine: with fewer free cores than threads, PyTorch's OpenMP workers wait for
+a scheduler slice at every parallel region (latencies then cluster at multiples of ~30 ms). The load
+average is printed with the table. Ratios are family latency / plain-conv latency (below 1: faster).
 
 Run: python benchmarks/bench_backends.py [--channels 256] [--kernels 3 7] [--sizes 14 56] [--batch 8]
      [--backends torch jax] [--families conv depthwise-separable ...] [--threads 2] [--markdown]
@@ -19,10 +21,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,46 +51,24 @@ def _load(path: Path, name: str) -> Any:
     return module
 
 
-def _median_ms(run: Any, args: argparse.Namespace) -> float:
-    for _ in range(args.warmup):
-        run()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < args.min_runs or (len(times) < args.max_runs and time.perf_counter() - start < args.budget):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def _time_backend(backend: str, rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Time the exported modules of one backend, the designs of each target round-robin, into ``rows``."""
+    from osc_design.latency import TimingPolicy, measure_many
 
-
-def _time_torch(path: Path, shape: tuple[int, ...], args: argparse.Namespace) -> float:
-    import torch
-
-    module = _load(path, f"bench_torch_{path.stem}").OscDesign().eval()
-    x = torch.randn(*shape)
-
-    def run() -> None:
-        with torch.no_grad():
-            module(x)
-
-    return _median_ms(run, args)
-
-
-def _time_jax(path: Path, shape: tuple[int, ...], args: argparse.Namespace) -> float:
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    module = _load(path, f"bench_jax_{path.stem}").OscDesign()
-    graphdef, state = nnx.split(module)
-    f = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))
-    n, c, h, w = shape
-    x = jnp.asarray(jax.random.normal(jax.random.key(0), (n, h, w, c)))
-
-    def run() -> None:
-        f(state, x).block_until_ready()
-
-    return _median_ms(run, args)
+    policy = TimingPolicy(warmup=args.warmup, min_runs=args.min_runs, max_runs=args.max_runs, budget_s=args.budget)
+    groups: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["K"], row["size"]), []).append(row)
+    for group in groups.values():
+        paths = [row[f"{backend}_path"] for row in group]
+        modules = [_load(path, f"bench_{backend}_{path.stem}").OscDesign() for path in paths]
+        runs = measure_many([row["spec"] for row in group], backend, args.batch, policy=policy, modules=modules,
+                            threads=args.threads if backend == "torch" else None)
+        base = next(m.seconds for row, m in zip(group, runs, strict=True) if row["family"] == "conv")
+        for row, m in zip(group, runs, strict=True):
+            row[f"{backend}_ms"], row[f"{backend}_ratio"] = m.seconds * 1e3, m.seconds / base
+            print(f"{backend:5s} {row['target']:24s} {row['family']:28s} {m.seconds * 1e3:10.2f} ms "
+                  f"({row[backend + '_ratio']:.3f})", file=sys.stderr)
 
 
 def main() -> None:
@@ -124,23 +102,14 @@ def main() -> None:
                         continue
                     c = cost(spec)
                     row: dict[str, Any] = {"family": fid, "K": k, "size": s, "params": c.total_params,
-                                           "macs": c.macs, "target": target.describe()}
+                                           "macs": c.macs, "target": target.describe(), "spec": spec}
                     for backend in backends:
                         path = Path(tmp) / f"{fid.replace('-', '_')}_k{k}_s{s}_{backend}.py"
                         path.write_text(export_source(spec, backend))
                         row[f"{backend}_path"] = path
                     rows.append(row)
         for backend in backends:
-            timer = _time_torch if backend == "torch" else _time_jax
-            base: dict[tuple[int, int], float] = {}
-            for row in rows:
-                ms = timer(row[f"{backend}_path"], (args.batch, args.channels, row["size"], row["size"]), args)
-                if row["family"] == "conv":
-                    base[(row["K"], row["size"])] = ms
-                row[f"{backend}_ms"] = ms
-                row[f"{backend}_ratio"] = ms / base[(row["K"], row["size"])]
-                print(f"{backend:5s} {row['target']:24s} {row['family']:28s} {ms:10.2f} ms "
-                      f"({row[backend + '_ratio']:.3f})", file=sys.stderr)
+            _time_backend(backend, rows, args)
     _print(rows, backends, args)
 
 
@@ -175,9 +144,10 @@ def _print(rows: list[dict[str, Any]], backends: list[str], args: argparse.Names
         for line in body:
             print("| " + " | ".join(line) + " |")
         return
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     for line in [head, *body]:
-        print("  ".join(v.rjust(w) if i != 2 else v.ljust(w) for i, (v, w) in enumerate(zip(line, widths))))
+        cells = enumerate(zip(line, widths, strict=True))
+        print("  ".join(v.rjust(w) if i != 2 else v.ljust(w) for i, (v, w) in cells))
 
 
 if __name__ == "__main__":

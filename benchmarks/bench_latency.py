@@ -195,7 +195,7 @@ def run_backend(backend: str, tlist: list[Any], args: argparse.Namespace, cache_
                 if c.source == "family" or c.spec is sol.spec:
                     specs.setdefault(c.name, c.spec)
         runs = measure_many(list(specs.values()), backend, args.batch, threads=threads, policy=e2e_policy)
-        measured = dict(zip(specs, runs))
+        measured = dict(zip(specs, runs, strict=True))
         rows.append({"target": t, "sols": sols, "measured": measured})
         sol, m = sols["median"], measured[sols["median"].name]
         err = abs(sol.seconds - m.seconds) / m.seconds
@@ -220,7 +220,7 @@ def _stats(rows: list[dict[str, Any]], which: str, tol: float) -> dict[str, Any]
     best_fixed = min(fams, key=lambda f: _geomean([m[f] for m in meas])) if fams else "conv"
     out: dict[str, Any] = {"families": fams, "best_fixed": best_fixed, "errs": [], "all": [], "simple": [],
                            "signed": [], "vs_conv": [], "vs_fixed": [], "hits": 0, "lines": []}
-    for r, m in zip(rows, meas):
+    for r, m in zip(rows, meas, strict=True):
         sol = r["sols"][which]
         chosen = m[sol.name]
         out["errs"].append(abs(sol.seconds - chosen) / chosen)
@@ -258,9 +258,10 @@ def report(backend: str, result: dict[str, Any], args: argparse.Namespace) -> No
         for line in s["lines"]:
             print("| " + " | ".join(line) + " |")
     else:
-        widths = [max(len(x) for x in col) for col in zip(head, *s["lines"])]
+        widths = [max(len(x) for x in col) for col in zip(head, *s["lines"], strict=True)]
         for line in [head, *s["lines"]]:
-            print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths))))
+            cells = enumerate(zip(line, widths, strict=True))
+            print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in cells))
     print(f"\nsummary {backend}: {n} targets measured, {result['seconds']:.0f} s"
           + ("" if calib is None else f" (calibration {calib.seconds:.0f} s, {calib.measured} ops)")
           + f"; 1-minute load average during the run {min(loads):.1f}..{max(loads):.1f} (median "
@@ -270,8 +271,8 @@ def report(backend: str, result: dict[str, Any], args: argparse.Namespace) -> No
               "call scaled): " + ", ".join(f"{t.describe()} (~{x:.1f} s)" for t, x in result["skipped"]))
     labels = {"median": "medians",
               "min": "minimums (statistic='min', fastest call of each timing)",
-              "refined": f"refined: the solver measured its {args.refine} best predicted designs and chose the fastest; "
-                         "compared here with medians measured afresh"}
+              "refined": f"refined: the solver measured its {args.refine} best predicted designs and chose the "
+                         "fastest; compared here with medians measured afresh"}
     for st in (k for k in labels if k in rows[0]["sols"]):
         s = _stats(rows, st, tol)
         label = labels[st]

@@ -10,7 +10,22 @@ name       module                                builds                         
 ``jax``    :mod:`osc_design.backends.jax`        Flax NNX module, NHWC          ``osc-design[jax]``
 =========  ====================================  =============================  ===================
 
-:func:`verify` measures every closed-form count with the framework's own counter and reports both:
+Layout of the package
+---------------------
+* :mod:`~osc_design.backends.program` (no framework): the op sequence a spec becomes (:func:`program`),
+  shared by the runtime modules and the exporter, and the :class:`~osc_design.backends.program.Op`
+  record of an op table.
+* one module per framework: its op table ``OPS`` (for each op, how the runtime module builds and runs it
+  and the source the exporter writes for it), its runtime module, weights and counters, and one small
+  class implementing :class:`Backend` (``BACKEND``), which :func:`get_backend` returns.
+* :mod:`~osc_design.backends.export` (no framework): standalone source, from the framework modules'
+  templates read from their text.
+
+A new op is one ``OPS`` entry per framework module; a new backend is one framework module and one
+line of ``_REGISTRY`` below.
+
+:func:`verify` measures every closed-form count with the framework's own counter and reports both
+(each backend's :meth:`Backend.verify_counts`):
 
 * ``torch``: parameters (``sum(p.numel())``), forward FLOPs (``torch.utils.flop_counter.FlopCounterMode``,
   expected ``2 * macs``: every tap, padding included, bias ignored) and the output shape (against a
@@ -27,7 +42,7 @@ Input size
 ----------
 The checks run at the target's ``input_size``; when the target has none, at the ``input_size``
 argument; without either at ``n x n`` with ``n = max(16, 2K)``, ``K`` the larger kernel side
-(:func:`~osc_design.backends.export.default_input_size`: every tap then falls on the zero border for
+(:func:`~osc_design.backends.program.default_input_size`: every tap then falls on the zero border for
 some outputs and inside the image for others, so padding-aware and naive counts differ). A size
 given both ways must agree.
 """
@@ -36,21 +51,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..cost import cost, xla_flops
 from ..errors import BackendUnavailableError, OscDesignError, SpecError, UnknownBackendError
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec, Pair
-from .export import default_input_size, export_source, resolve_input_size
+from .export import export_source
+from .program import default_input_size, resolve_input_size
+from .report import Check, CrossCheck, VerifyReport
 
 __all__ = [
     "BACKENDS",
+    "Backend",
+    "Timer",
     "Check",
     "CrossCheck",
     "VerifyReport",
@@ -62,24 +80,97 @@ __all__ = [
     "get_backend",
     "random_weights",
     "resolve_input_size",
+    "usable_cpus",
     "verify",
 ]
 
-BACKENDS = ("torch", "jax")
+_REGISTRY: dict[str, tuple[tuple[str, ...], str]] = {
+    "torch": (("torch",), "PyTorch"),
+    "jax": (("jax", "flax"), "JAX and Flax"),
+}
+"""Backend name -> (the modules it imports, the framework's name); its module is ``osc_design.backends.<name>``."""
+
+BACKENDS = tuple(_REGISTRY)
 """Backend names, in display order."""
 
-_REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax")}
-_FRAMEWORK = {"torch": "PyTorch", "jax": "JAX and Flax"}
+
+class Timer(Protocol):
+    """A backend's timed calls for one device, dtype, thread count and batch (a context manager).
+
+    :mod:`osc_design.latency.timing` times what these return; ``sync`` (``None``: nothing to wait for) is
+    applied to each result before the clock stops.
+    """
+
+    sync: Callable[[Any], Any] | None
+
+    def __enter__(self) -> Timer: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def module_call(self, spec: LayerSpec, module: Any = None, seed: int = 0) -> Callable[[], Any]:
+        """A call of the whole module of ``spec`` (or of ``module``) on a fresh input."""
+        ...
+
+    def node_call(self, spec: LayerSpec, node_id: str, seed: int = 0) -> Callable[[], Any]:
+        """A call of one node of the module built from ``spec``, on a fresh input per input slot."""
+        ...
+
+
+class Backend(Protocol):
+    """What each framework module's ``BACKEND`` offers (see the module docstring for the layout).
+
+    Attributes
+    ----------
+    name:
+        ``"torch"``, ``"jax"``.
+    layout:
+        Tensor layout of its modules: ``"NCHW"`` or ``"NHWC"``. Weights are exchanged in the canonical
+        PyTorch layout whatever it is (:func:`random_weights`).
+    """
+
+    name: str
+    layout: str
+
+    def build(self, spec: LayerSpec, *, seed: int = 0) -> Any:
+        """The runtime module of ``spec``, initialised from ``seed``."""
+        ...
+
+    def get_weights(self, module: Any, spec: LayerSpec) -> dict[str, dict[str, np.ndarray]]:
+        """The weights of a module of ``spec``, canonical: ``{node id: {name: array}}``."""
+        ...
+
+    def set_weights(self, module: Any, spec: LayerSpec, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Load canonical weights into a module of ``spec``, in place."""
+        ...
+
+    def owns(self, module: Any) -> bool:
+        """Whether ``module`` is one of this framework's modules."""
+        ...
+
+    def run(self, module: Any, x: np.ndarray) -> np.ndarray:
+        """The module's inference output for an NCHW float32 array, as an NCHW array."""
+        ...
+
+    def verify_counts(self, spec: LayerSpec, size: Pair, batch: int, *, module: Any = None,
+                      seed: int = 0) -> list[Check]:
+        """Each closed-form count against the framework's own counter, for ``module`` (default: built)."""
+        ...
+
+    def timer(self, device: str, dtype: str, threads: int, batch: int) -> Timer:
+        """Timed calls on ``device`` in ``dtype`` with ``threads`` threads, ``batch`` samples per call."""
+        ...
 
 
 def _check_name(name: str) -> str:
-    if name not in _REQUIRES:
+    if name not in _REGISTRY:
         raise UnknownBackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return name
 
 
-def get_backend(name: str) -> ModuleType:
-    """The backend module ``osc_design.backends.<name>``, importing its framework now.
+def get_backend(name: str) -> Backend:
+    """The :class:`Backend` ``osc_design.backends.<name>.BACKEND``, importing its framework now.
+
+    Its module (op table, runtime module, counters) is ``sys.modules[f"osc_design.backends.{name}"]``.
 
     Raises
     ------
@@ -88,24 +179,25 @@ def get_backend(name: str) -> ModuleType:
     BackendUnavailableError
         The framework cannot be imported; the message names the pip extra to install.
     """
-    _check_name(name)
+    requires, framework = _REGISTRY[_check_name(name)]
     try:
-        for module in _REQUIRES[name]:
+        for module in requires:
             importlib.import_module(module)
     except ImportError as exc:
         raise BackendUnavailableError(
-            f"the {name!r} backend needs {_FRAMEWORK[name]}, which cannot be imported ({exc}); "
+            f"the {name!r} backend needs {framework}, which cannot be imported ({exc}); "
             f"install it with: pip install 'osc-design[{name}]'"
         ) from exc
-    return importlib.import_module(f"osc_design.backends.{name}")
+    backend: Backend = importlib.import_module(f"osc_design.backends.{name}").BACKEND
+    return backend
 
 
 def available_backends() -> list[str]:
     """Names of the backends whose frameworks are installed (checked without importing them)."""
     out = []
-    for name in BACKENDS:
+    for name, (requires, _) in _REGISTRY.items():
         try:
-            found = all(importlib.util.find_spec(m) is not None for m in _REQUIRES[name])
+            found = all(importlib.util.find_spec(m) is not None for m in requires)
         except (ImportError, ValueError):  # a module set to None in sys.modules, or without a spec
             found = False
         if found:
@@ -113,14 +205,20 @@ def available_backends() -> list[str]:
     return out
 
 
-def _backend_of(module: Any) -> str:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(module, torch.nn.Module):
-        return "torch"
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is not None and isinstance(module, nnx.Module):
-        return "jax"
+def _backend_of(module: Any) -> Backend:
+    """The backend whose framework ``module`` belongs to (only frameworks already imported are asked)."""
+    for name, (requires, _) in _REGISTRY.items():
+        if all(sys.modules.get(m) is not None for m in requires) and get_backend(name).owns(module):
+            return get_backend(name)
     raise UnknownBackendError(f"{type(module).__name__} is neither a torch.nn.Module nor a flax.nnx.Module")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -161,94 +259,9 @@ def copy_weights(src: Any, dst: Any, spec: LayerSpec) -> dict[str, dict[str, np.
     Goes through the canonical numpy form ``{node id: {name: array}}`` (PyTorch layout), which it
     returns. Works on runtime modules and on exported ones (same attribute names).
     """
-    weights = get_backend(_backend_of(src)).get_weights(src, spec)
-    get_backend(_backend_of(dst)).set_weights(dst, spec, weights)
+    weights = _backend_of(src).get_weights(src, spec)
+    _backend_of(dst).set_weights(dst, spec, weights)
     return weights
-
-
-# ------------------------------------------------------------------------------------------ reports
-
-
-@dataclass(frozen=True)
-class Check:
-    """One measured quantity: closed form against the framework's own counter."""
-
-    backend: str
-    quantity: str
-    convention: str
-    expected: Any
-    measured: Any
-    ok: bool
-
-    def to_row(self) -> dict[str, Any]:
-        """``{"backend", "quantity", "convention", "closed_form", "measured", "ok"}``."""
-        return {
-            "backend": self.backend,
-            "quantity": self.quantity,
-            "convention": self.convention,
-            "closed_form": self.expected,
-            "measured": self.measured,
-            "ok": self.ok,
-        }
-
-
-@dataclass(frozen=True)
-class CrossCheck:
-    """Outputs of the PyTorch and JAX modules of one spec, loaded with the same weights, on the same input."""
-
-    max_abs_diff: float
-    shape: tuple[int, ...]
-    rtol: float
-    atol: float
-    ok: bool
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What :func:`verify` measured.
-
-    Attributes
-    ----------
-    family, target:
-        The spec's family and target (``Target.describe()``).
-    input_size, batch:
-        Where the counts were measured.
-    checks:
-        One :class:`Check` per backend and quantity.
-    skipped:
-        Backend name -> why it was not checked (framework missing; only with ``backend="all"``).
-    """
-
-    family: str
-    target: str
-    input_size: Pair
-    batch: int
-    checks: tuple[Check, ...]
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when at least one check ran and every check agrees."""
-        return bool(self.checks) and all(c.ok for c in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        """The checks that disagree."""
-        return tuple(c for c in self.checks if not c.ok)
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """One dict per check (see :meth:`Check.to_row`), for a table."""
-        return [c.to_row() for c in self.checks]
-
-    def __str__(self) -> str:
-        head = (f"{self.family} for {self.target} at {self.input_size[0]}x{self.input_size[1]}, batch {self.batch}: "
-                f"{'ok' if self.ok else 'MISMATCH'}")
-        rows = [(c.backend, c.quantity, str(c.expected), str(c.measured), "ok" if c.ok else "MISMATCH")
-                for c in self.checks]
-        rows += [(name, "skipped", reason, "", "") for name, reason in self.skipped.items()]
-        widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(5)]
-        lines = [head] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -260,53 +273,24 @@ def _check_batch(batch: int) -> int:
     return batch
 
 
-def _verify_torch(spec: LayerSpec, size: Pair, batch: int, module: Any, seed: int) -> list[Check]:
-    tb = get_backend("torch")
-    import torch
-
-    m = tb.build_module(spec, seed=seed) if module is None else module
-    c = cost(spec, size)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, spec.target.in_channels, *size, generator=gen)
-    was_training = m.training
-    m.eval()
-    try:
-        flops, y = tb.count_flops(m, x)
-    finally:
-        m.train(was_training)
-    params = tb.count_params(m)
-    ref = tb.reference_output_shape(spec, size, batch)
-    return [
-        Check("torch", "params", "sum(p.numel()) = params + bias_params", c.total_params, params,
-              params == c.total_params),
-        Check("torch", "flops", "FlopCounterMode forward = 2 * macs (padding taps included, bias ignored)",
-              batch * c.flops, flops, flops == batch * c.flops),  # type: ignore[operator]
-        Check("torch", "output_shape", "NCHW, as nn.Conv2d of the target", ref, tuple(y.shape), tuple(y.shape) == ref),
-    ]
+def _load(names: tuple[str, ...], strict: bool) -> tuple[list[Backend], dict[str, str]]:
+    """The backends of ``names`` that import, and why the others do not (raised instead when ``strict``)."""
+    ran: list[Backend] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            ran.append(get_backend(name))
+        except BackendUnavailableError as exc:
+            if strict:
+                raise
+            skipped[name] = str(exc)
+    return ran, skipped
 
 
-def _verify_jax(spec: LayerSpec, size: Pair, batch: int, module: Any, seed: int) -> list[Check]:
-    jb = get_backend("jax")
-    import jax
-    import jax.numpy as jnp
-
-    m = jb.build_module(spec, seed=seed) if module is None else module
-    c = cost(spec, size)
-    x = jax.ShapeDtypeStruct((batch, *size, spec.target.in_channels), jnp.float32)
-    compiled, unoptimized = jb.xla_flop_counts(m, x)
-    params = jb.count_params(m)
-    shape = jb.output_shape(m, x)
-    ref = jb.reference_output_shape(spec, size, batch)
-    expected = xla_flops(spec, batch, size)
-    return [
-        Check("jax", "params", "nnx.Param sizes = params + bias_params", c.total_params, params,
-              params == c.total_params),
-        Check("jax", "xla_flops", "compile().cost_analysis() flops = 2 * macs_valid + bias_adds + adds + norm_ops",
-              expected, compiled, compiled == expected),
-        Check("jax", "xla_flops_hlo", "lower().cost_analysis() flops (before XLA passes), same convention",
-              expected, unoptimized, unoptimized == expected),
-        Check("jax", "output_shape", "NHWC, as lax.conv_general_dilated of the target", ref, shape, shape == ref),
-    ]
+def _cross_row(spec: LayerSpec, size: Pair, batch: int, seed: int, a: Backend, b: Backend) -> Check:
+    cc = _compare_outputs(spec, size, batch, seed, 1e-4, 1e-4, (a, None), (b, None))
+    return Check(f"{a.name}+{b.name}", "outputs", f"same weights and input: allclose(rtol={cc.rtol}, atol={cc.atol})",
+                 f"max |diff| <= {cc.atol} + {cc.rtol}|y|", f"max |diff| = {cc.max_abs_diff:.3g}", cc.ok)
 
 
 def verify(
@@ -355,26 +339,28 @@ def verify(
         raise SpecError("`module` needs a single backend ('torch' or 'jax'), not 'all'")
     size = resolve_input_size(spec, input_size)
     batch = _check_batch(batch)
-    names = BACKENDS if backend == "all" else (backend,)
-    checks: list[Check] = []
-    skipped: dict[str, str] = {}
-    ran = []
-    for name in names:
-        try:
-            get_backend(name)
-        except BackendUnavailableError as exc:
-            if backend != "all":
-                raise
-            skipped[name] = str(exc)
-            continue
-        run = _verify_torch if name == "torch" else _verify_jax
-        checks += run(spec, size, batch, module, seed)
-        ran.append(name)
-    if len(ran) == 2:
-        cc = cross_check(spec, size, batch=batch, seed=seed)
-        checks.append(Check("torch+jax", "outputs", f"same weights and input: allclose(rtol={cc.rtol}, atol={cc.atol})",
-                            f"max |diff| <= {cc.atol} + {cc.rtol}|y|", f"max |diff| = {cc.max_abs_diff:.3g}", cc.ok))
+    ran, skipped = _load(BACKENDS if backend == "all" else (backend,), strict=backend != "all")
+    checks = [c for b in ran for c in b.verify_counts(spec, size, batch, module=module, seed=seed)]
+    checks += [_cross_row(spec, size, batch, seed, ran[0], other) for other in ran[1:]]
     return VerifyReport(spec.family, spec.target.describe(), size, batch, tuple(checks), skipped)
+
+
+def _compare_outputs(spec: LayerSpec, size: Pair, batch: int, seed: int, rtol: float, atol: float,
+                     *pairs: tuple[Backend, Any]) -> CrossCheck:
+    """Outputs of the modules of two backends (``None``: built) loaded with the same random weights."""
+    weights = random_weights(spec, seed)
+    x = np.random.default_rng(seed + 1).standard_normal((batch, spec.target.in_channels, *size)).astype(np.float32)
+    ys = []
+    for b, module in pairs:
+        m = b.build(spec) if module is None else module
+        b.set_weights(m, spec, weights)
+        ys.append(b.run(m, x))
+    (a, _), (b, _) = pairs
+    ya, yb = ys
+    if ya.shape != yb.shape:
+        raise OscDesignError(f"output shapes differ: {a.name} {ya.shape}, {b.name} {yb.shape}")
+    diff = float(np.max(np.abs(ya - yb))) if ya.size else 0.0
+    return CrossCheck(diff, tuple(ya.shape), rtol, atol, bool(np.allclose(ya, yb, rtol=rtol, atol=atol)))
 
 
 def cross_check(
@@ -396,28 +382,5 @@ def cross_check(
     """
     size = resolve_input_size(spec, input_size)
     batch = _check_batch(batch)
-    tb, jb = get_backend("torch"), get_backend("jax")
-    import jax
-    import jax.numpy as jnp
-    import torch
-
-    weights = random_weights(spec, seed)
-    tm = tb.build_module(spec) if torch_module is None else torch_module
-    jm = jb.build_module(spec) if jax_module is None else jax_module
-    tb.set_weights(tm, spec, weights)
-    jb.set_weights(jm, spec, weights)
-    x = np.random.default_rng(seed + 1).standard_normal((batch, spec.target.in_channels, *size)).astype(np.float32)
-    was_training = tm.training
-    tm.eval()
-    try:
-        with torch.no_grad():
-            yt = tm(torch.from_numpy(x)).numpy()
-    finally:
-        tm.train(was_training)
-    with jax.default_matmul_precision("highest"):  # no TF32 / bf16 passes on accelerators
-        yj = np.asarray(jm(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2)
-    if yt.shape != yj.shape:
-        raise OscDesignError(f"output shapes differ: torch {yt.shape}, jax {yj.shape}")
-    diff = float(np.max(np.abs(yt - yj))) if yt.size else 0.0
-    ok = bool(np.allclose(yt, yj, rtol=rtol, atol=atol))
-    return CrossCheck(diff, tuple(yt.shape), rtol, atol, ok)
+    pairs = (get_backend("torch"), torch_module), (get_backend("jax"), jax_module)
+    return _compare_outputs(spec, size, batch, seed, rtol, atol, *pairs)

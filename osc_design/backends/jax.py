@@ -22,6 +22,11 @@ for even kernels and strides); its init is PyTorch's default (uniform in ``+-1/s
 pad on the far side; permutations gather with constant indices (the permutation is structure, not a
 weight).
 
+Each op is one entry of the op table :data:`OPS` (see :class:`osc_design.backends.program.Op`): how
+:class:`SpecModule` builds and runs it, and the lines :func:`osc_design.backends.export_source` writes
+for it (the helpers above are copied verbatim into the exported file). :data:`BACKEND` (a
+:class:`JaxBackend`) is what :func:`osc_design.backends.get_backend` returns.
+
 What XLA counts (``cost_analysis()["flops"]``, measured on CPU with jax 0.10.2)
 ------------------------------------------------------------------------------
 Per op, identical before (``lower(...).cost_analysis()``) and after (``compile().cost_analysis()``)
@@ -51,8 +56,10 @@ the count is 0.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -61,12 +68,18 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from ..cost import cost, xla_flops
 from ..errors import OscDesignError, SpecError
 from ..ops import BatchNorm, Conv2d as ConvOp
 from ..spec import LayerSpec, Pair
-from .export import plan
+from . import usable_cpus
+from .program import Op, Step, op_of, program, resolve_input_size
+from .report import Check
 
 __all__ = [
+    "OPS",
+    "BACKEND",
+    "JaxBackend",
     "Conv2d",
     "BatchNorm2d",
     "SpecModule",
@@ -86,6 +99,30 @@ __all__ = [
 
 NAME = "jax"
 LAYOUT = "NHWC"
+
+# What osc_design.backends.export writes around the op lines; read from this file's text (not imported),
+# so literals only. The class template is filled with the target's fields, ``family`` and ``class_name``.
+SOURCE = {
+    "title": "JAX / Flax NNX",
+    "needs": "jax, flax and numpy",
+    "layout": "NHWC input (N, H, W, C_in), HWIO kernels (kh, kw, I/groups, O); jax.lax.conv_general_dilated",
+    "imports": ("from __future__ import annotations", "", "import math", "", "import jax", "import jax.numpy as jnp",
+                "import numpy as np", "from flax import nnx", "from jax import lax"),
+    "helpers": ("shift2d", "channel_shuffle", "permute_channels", "Conv2d", "BatchNorm2d"),
+    "class": (
+        "class {class_name}(nnx.Module):",
+        '    """{family} replacement of a {in_channels} -> {out_channels} convolution, '
+        "kernel {kernel_size}, stride {stride}, padding {padding}.",
+        "",
+        "    Input ``(N, H, W, C_in)`` (NHWC), output ``(N, H_out, W_out, C_out)``. Batch norms use their running",
+        "    statistics (inference).",
+        '    """',
+        "",
+        "    def __init__(self, *, rngs: nnx.Rngs | None = None, dtype: jnp.dtype = jnp.float32) -> None:",
+        "        rngs = nnx.Rngs(0) if rngs is None else rngs",
+    ),
+    "call": "    def __call__(self, {x}: jax.Array) -> jax.Array:",
+}
 
 
 def shift2d(x: jax.Array, dy: int, dx: int) -> jax.Array:
@@ -160,6 +197,59 @@ class BatchNorm2d(nnx.Module):
         return x * a + (self.bias[...] - self.mean[...] * a)
 
 
+# ------------------------------------------------------------------------------------------ the op table
+
+
+def _make_conv(module: nnx.Module, step: Step, factory: dict[str, Any]) -> None:
+    n = step.node
+    setattr(module, step.name, Conv2d(
+        n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
+        dilation=n.dilation, groups=n.groups, bias=n.bias, **factory,
+    ))
+
+
+def _make_batch_norm(module: nnx.Module, step: Step, factory: dict[str, Any]) -> None:
+    setattr(module, step.name, BatchNorm2d(step.node.num_features, dtype=factory["dtype"]))
+
+
+def _submodule(module: nnx.Module, step: Step, xs: list[jax.Array]) -> jax.Array:
+    return getattr(module, step.name)(xs[0])
+
+
+OPS: dict[str, Op] = {
+    "conv2d": Op(
+        make=_make_conv, run=_submodule, line="{name} = self.{name}({x})",
+        init="self.{name} = Conv2d({in_channels}, {out_channels}, {kernel_size}, stride={stride}, "
+             "padding={padding}, dilation={dilation}, groups={groups}, bias={bias}, rngs=rngs, dtype=dtype)",
+    ),
+    "batch_norm": Op(
+        make=_make_batch_norm, run=_submodule, line="{name} = self.{name}({x})",
+        init="self.{name} = BatchNorm2d({num_features}, dtype=dtype)",
+    ),
+    "channel_shuffle": Op(
+        run=lambda m, step, xs: channel_shuffle(xs[0], step.node.groups),
+        line="{name} = channel_shuffle({x}, {groups})",
+    ),
+    "permute": Op(
+        run=lambda m, step, xs: permute_channels(xs[0], step.node.perm),
+        line="{name} = permute_channels({x}, PERMS[{name!r}])",
+    ),
+    "slice": Op(
+        run=lambda m, step, xs: xs[0][..., step.node.start:step.node.stop],
+        line="{name} = {x}[..., {start}:{stop}]",
+    ),
+    "concat": Op(run=lambda m, step, xs: jnp.concatenate(xs, axis=-1),
+                 line="{name} = jnp.concatenate([{xs}], axis=-1)"),
+    "add": Op(run=lambda m, step, xs: functools.reduce(operator.add, xs), line="{name} = {plus}"),
+    "shift": Op(
+        run=lambda m, step, xs: shift2d(xs[0], *step.node.shift),
+        line="{name} = shift2d({x}, {shift[0]}, {shift[1]})",
+    ),
+    "identity": Op(run=lambda m, step, xs: xs[0], line="{name} = {x}"),
+}
+"""Op name -> how :class:`SpecModule` builds and runs it and what the exported source says for it."""
+
+
 class SpecModule(nnx.Module):
     """A layer spec as a Flax NNX module: ``(N, H, W, C_in) -> (N, H_out, W_out, C_out)``.
 
@@ -177,51 +267,20 @@ class SpecModule(nnx.Module):
     """
 
     def __init__(self, spec: LayerSpec, *, rngs: nnx.Rngs | None = None, dtype: Any = jnp.float32) -> None:
-        if not isinstance(spec, LayerSpec):
-            raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
-        rngs = nnx.Rngs(0) if rngs is None else rngs
-        steps = plan(spec)
-        program = []
-        for step in steps[1:]:
-            n = step.node
-            if isinstance(n, ConvOp):
-                setattr(self, step.name, Conv2d(
-                    n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
-                    dilation=n.dilation, groups=n.groups, bias=n.bias, rngs=rngs, dtype=dtype,
-                ))
-            elif isinstance(n, BatchNorm):
-                setattr(self, step.name, BatchNorm2d(n.num_features, dtype=dtype))
-            program.append((n.op, step.name, step.inputs, step.arg))
+        self._program = program(spec)
+        factory = {"rngs": nnx.Rngs(0) if rngs is None else rngs, "dtype": dtype}
+        for step in self._program.steps:
+            make = op_of(OPS, step, "JAX").make
+            if make is not None:
+                make(self, step, factory)
         self.family = spec.family
-        self._input = steps[0].name
-        self._output = next(s.name for s in steps if s.node.id == spec.output)
-        self._program = tuple(program)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Run the graph on ``x`` of shape ``(N, H, W, C_in)``."""
-        env = {self._input: x}
-        for op, name, inputs, arg in self._program:
-            xs = [env[i] for i in inputs]
-            if op in ("conv2d", "batch_norm"):
-                y = getattr(self, name)(xs[0])
-            elif op == "permute":
-                y = permute_channels(xs[0], arg)
-            elif op == "channel_shuffle":
-                y = channel_shuffle(xs[0], arg[0])
-            elif op == "slice":
-                y = xs[0][..., arg[0]:arg[1]]
-            elif op == "concat":
-                y = jnp.concatenate(xs, axis=-1)
-            elif op == "add":
-                y = xs[0]
-                for other in xs[1:]:
-                    y = y + other
-            elif op == "shift":
-                y = shift2d(xs[0], arg[0], arg[1])
-            else:  # identity
-                y = xs[0]
-            env[name] = y
-        return env[self._output]
+        env = {self._program.input: x}
+        for step in self._program.steps:
+            env[step.name] = OPS[step.op].run(self, step, [env[i] for i in step.inputs])
+        return env[self._program.output]
 
 
 def build_module(spec: LayerSpec, *, seed: int = 0, dtype: Any = jnp.float32) -> SpecModule:
@@ -313,9 +372,9 @@ def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) ->
     return tuple(jax.eval_shape(conv, x, w).shape)
 
 
-def _named(module: nnx.Module, spec: LayerSpec) -> dict[str, tuple[nnx.Module, bool]]:
+def _named(module: nnx.Module, spec: LayerSpec) -> dict[str, tuple[Any, bool]]:
     out = {}
-    for step in plan(spec):
+    for step in program(spec).steps:
         if isinstance(step.node, (ConvOp, BatchNorm)):
             sub = getattr(module, step.name, None)
             if not isinstance(sub, nnx.Module):
@@ -370,3 +429,113 @@ def set_weights(module: nnx.Module, spec: LayerSpec, weights: Mapping[str, Mappi
                     f"node {nid!r}: {k!r} has shape {tuple(var.shape)}, got {value.shape} after layout change"
                 )
             var[...] = jnp.asarray(value, dtype=var.dtype)
+
+
+# ------------------------------------------------------------------------------------------ the backend
+
+
+class JaxTimer:
+    """Timed ``jax.jit`` calls of modules and of single nodes on ``device`` / ``dtype`` (see :meth:`JaxBackend.timer`).
+
+    Each call is one compiled function of ``(state, inputs)``: the module's weights are arguments, as in
+    :func:`count_flops`, on fresh standard-normal NHWC inputs of ``batch`` samples. On CPU XLA's thread pool
+    is fixed at start-up (one thread per usable core), so ``threads`` must be that number.
+    """
+
+    def __init__(self, device: str, dtype: str, threads: int, batch: int) -> None:
+        if device == "cuda":
+            try:
+                self.device = jax.devices("gpu")[0]
+            except RuntimeError:
+                raise SpecError("`device` 'cuda' was asked for, but jax sees no GPU") from None
+        else:
+            self.device = jax.devices("cpu")[0]
+        if device == "cpu" and threads != usable_cpus():
+            raise SpecError(
+                f"`threads` (={threads}) cannot be set for JAX on CPU: XLA uses one thread per usable core "
+                f"({usable_cpus()} here); run under `taskset` to change it and leave `threads` at its default"
+            )
+        self.dtype, self.batch = getattr(jnp, dtype), batch
+        self.sync: Callable[[Any], Any] | None = jax.block_until_ready
+
+    def __enter__(self) -> JaxTimer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _input(self, channels: int, size: Pair, rng: np.random.Generator) -> jax.Array:
+        x = rng.standard_normal((self.batch, *size, channels))
+        return jax.device_put(jnp.asarray(x, self.dtype), self.device)
+
+    def _compiled(self, module: nnx.Module, fn: Callable[[nnx.Module, Any], Any]) -> Callable[[Any], Any]:
+        graphdef, state = nnx.split(module)
+        state = jax.device_put(state, self.device)
+        f = jax.jit(lambda s, v: fn(nnx.merge(graphdef, s), v))
+        return lambda v: f(state, v)
+
+    def module_call(self, spec: LayerSpec, module: Any = None, seed: int = 0) -> Callable[[], Any]:
+        """``module(x)`` (default :func:`build_module` of ``spec``), ``x`` of the spec's resolved input size."""
+        m = build_module(spec, seed=seed, dtype=self.dtype) if module is None else module
+        f = self._compiled(m, lambda mod, v: mod(v))
+        x = self._input(spec.target.in_channels, resolve_input_size(spec), np.random.default_rng(seed))
+        return lambda: f(x)
+
+    def node_call(self, spec: LayerSpec, node_id: str, seed: int = 0) -> Callable[[], Any]:
+        """Node ``node_id`` of :func:`build_module` of ``spec``, as its ``__call__`` runs it, on a fresh input
+        per input slot (so an add of one tensor twice reads two arrays)."""
+        m = build_module(spec, seed=seed, dtype=self.dtype)
+        step, run = m._program.step(node_id), OPS[spec.node_map[node_id].op].run
+        f = self._compiled(m, lambda mod, xs: run(mod, step, xs))
+        rng, sizes = np.random.default_rng(seed), spec.spatial_sizes()
+        xs = [self._input(spec.channels(i), sizes[i], rng) for i in spec.node_map[node_id].inputs]
+        return lambda: f(xs)
+
+
+class JaxBackend:
+    """The JAX backend (an :class:`osc_design.backends.Backend`): NHWC Flax NNX modules."""
+
+    name = NAME
+    layout = LAYOUT
+
+    build = staticmethod(build_module)
+    get_weights = staticmethod(get_weights)
+    set_weights = staticmethod(set_weights)
+
+    def owns(self, module: Any) -> bool:
+        """Whether ``module`` is a ``flax.nnx.Module``."""
+        return isinstance(module, nnx.Module)
+
+    def run(self, module: Any, x: np.ndarray) -> np.ndarray:
+        """``module(x)`` for an NCHW float32 array (transposed to NHWC and back), at full matmul precision."""
+        with jax.default_matmul_precision("highest"):  # no TF32 / bf16 passes on accelerators
+            return np.asarray(module(jnp.asarray(x.transpose(0, 2, 3, 1)))).transpose(0, 3, 1, 2)
+
+    def verify_counts(self, spec: LayerSpec, size: Pair, batch: int, *, module: Any = None,
+                      seed: int = 0) -> list[Check]:
+        """Parameters, XLA FLOPs (compiled and as lowered) and output shape of ``module`` (default: built)."""
+        m = build_module(spec, seed=seed) if module is None else module
+        c = cost(spec, size)
+        x = jax.ShapeDtypeStruct((batch, *size, spec.target.in_channels), jnp.float32)
+        compiled, unoptimized = xla_flop_counts(m, x)
+        params, shape = count_params(m), output_shape(m, x)
+        ref = reference_output_shape(spec, size, batch)
+        expected = xla_flops(spec, batch, size)
+        return [
+            Check(NAME, "params", "nnx.Param sizes = params + bias_params", c.total_params, params,
+                  params == c.total_params),
+            Check(NAME, "xla_flops",
+                  "compile().cost_analysis() flops = 2 * macs_valid + bias_adds + adds + norm_ops",
+                  expected, compiled, compiled == expected),
+            Check(NAME, "xla_flops_hlo", "lower().cost_analysis() flops (before XLA passes), same convention",
+                  expected, unoptimized, unoptimized == expected),
+            Check(NAME, "output_shape", "NHWC, as lax.conv_general_dilated of the target", ref, shape, shape == ref),
+        ]
+
+    def timer(self, device: str, dtype: str, threads: int, batch: int) -> JaxTimer:
+        """A :class:`JaxTimer`."""
+        return JaxTimer(device, dtype, threads, batch)
+
+
+BACKEND = JaxBackend()
+"""The JAX :class:`~osc_design.backends.Backend`."""

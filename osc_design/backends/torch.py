@@ -16,11 +16,14 @@ shift              :func:`shift2d` (``F.pad`` with a negative pad on the far sid
 identity           the input itself
 =================  ========================================================================
 
-The module (:class:`SpecModule`) keeps the node order of the spec and runs it in ``forward``; it has
-no data-dependent control flow, so ``torch.compile`` and ``torch.export.export`` trace it into one
-graph. Submodules and buffers are named after the node ids (see
-:func:`osc_design.backends.export.python_names`), like the modules written by
+Each op is one entry of the op table :data:`OPS` (see :class:`osc_design.backends.program.Op`): how
+:class:`SpecModule` builds and runs it, and the lines :func:`osc_design.backends.export_source` writes
+for it. The module keeps the op sequence of the spec (:func:`osc_design.backends.program.program`) and
+runs it in ``forward``; it has no data-dependent control flow, so ``torch.compile`` and
+``torch.export.export`` trace it into one graph. Submodules and buffers are named after the node ids
+(see :func:`osc_design.backends.program.python_names`), like the modules written by
 :func:`osc_design.backends.export_source`, so their ``state_dict`` s are interchangeable.
+:data:`BACKEND` (a :class:`TorchBackend`) is what :func:`osc_design.backends.get_backend` returns.
 
 ``torch.utils.flop_counter.FlopCounterMode`` counts ``2 * macs`` for the forward pass: every
 output position times every kernel tap, zero padding included, bias ignored; the other ops count
@@ -29,20 +32,28 @@ nothing. :func:`count_flops` measures it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+import operator
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from typing import Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - PyTorch's usual alias, also in the exported source
 from torch import nn
 
+from ..cost import cost
 from ..errors import SpecError
-from ..ops import BatchNorm, Conv2d, Permute
+from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec, Pair
-from .export import plan
+from .program import Op, Step, op_of, program, resolve_input_size
+from .report import Check
 
 __all__ = [
+    "OPS",
+    "BACKEND",
+    "TorchBackend",
     "SpecModule",
     "build_module",
     "channel_shuffle",
@@ -57,6 +68,31 @@ __all__ = [
 NAME = "torch"
 LAYOUT = "NCHW"
 
+# What osc_design.backends.export writes around the op lines; read from this file's text (not imported),
+# so literals only. The class template is filled with the target's fields, ``family`` and ``class_name``.
+SOURCE = {
+    "title": "PyTorch",
+    "needs": "torch",
+    "layout": "NCHW input (N, C_in, H, W), torch.nn.Conv2d weight layout (O, I/groups, kh, kw)",
+    "imports": ("from __future__ import annotations", "", "import torch", "import torch.nn.functional as F",
+                "from torch import nn"),
+    "helpers": ("shift2d", "channel_shuffle"),
+    "class": (
+        "class {class_name}(nn.Module):",
+        '    """{family} replacement of nn.Conv2d({in_channels}, {out_channels}, {kernel_size}, '
+        'stride={stride}, padding={padding}).',
+        "",
+        "    Input ``(N, C_in, H, W)``, output ``(N, C_out, H_out, W_out)`` as the target convolution.",
+        "    Channel permutations are buffers (not trainable, not counted as parameters).",
+        '    """',
+        "",
+        "    def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:",
+        "        super().__init__()",
+        '        factory = {{"device": device, "dtype": dtype}}',
+    ),
+    "call": "    def forward(self, {x}: torch.Tensor) -> torch.Tensor:",
+}
+
 
 def shift2d(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Zero-filled spatial shift of an NCHW tensor: ``out[:, :, y, x] = x[:, :, y - dy, x - dx]``."""
@@ -68,6 +104,63 @@ def shift2d(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet channel shuffle of an NCHW tensor: output channel ``j`` is input ``(j % g) * (C / g) + j // g``."""
     return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
+# ------------------------------------------------------------------------------------------ the op table
+
+
+def _make_conv(module: nn.Module, step: Step, factory: dict[str, Any]) -> None:
+    n = step.node
+    module.add_module(step.name, nn.Conv2d(
+        n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
+        dilation=n.dilation, groups=n.groups, bias=n.bias, **factory,
+    ))
+
+
+def _make_batch_norm(module: nn.Module, step: Step, factory: dict[str, Any]) -> None:
+    module.add_module(step.name, nn.BatchNorm2d(step.node.num_features, **factory))
+
+
+def _make_permutation(module: nn.Module, step: Step, factory: dict[str, Any]) -> None:
+    module.register_buffer(step.name, torch.tensor(step.node.perm, dtype=torch.long, device=factory["device"]))
+
+
+def _submodule(module: nn.Module, step: Step, xs: list[torch.Tensor]) -> torch.Tensor:
+    return getattr(module, step.name)(xs[0])
+
+
+OPS: dict[str, Op] = {
+    "conv2d": Op(
+        make=_make_conv, run=_submodule, line="{name} = self.{name}({x})",
+        init="self.{name} = nn.Conv2d({in_channels}, {out_channels}, kernel_size={kernel_size}, stride={stride}, "
+             "padding={padding}, dilation={dilation}, groups={groups}, bias={bias}, **factory)",
+    ),
+    "batch_norm": Op(
+        make=_make_batch_norm, run=_submodule, line="{name} = self.{name}({x})",
+        init="self.{name} = nn.BatchNorm2d({num_features}, **factory)",
+    ),
+    "channel_shuffle": Op(
+        run=lambda m, step, xs: channel_shuffle(xs[0], step.node.groups),
+        line="{name} = channel_shuffle({x}, {groups})",
+    ),
+    "permute": Op(
+        make=_make_permutation, run=lambda m, step, xs: xs[0].index_select(1, getattr(m, step.name)),
+        line="{name} = {x}.index_select(1, self.{name})",
+        init="self.register_buffer({name!r}, torch.tensor(PERMS[{name!r}], dtype=torch.long, device=device))",
+    ),
+    "slice": Op(
+        run=lambda m, step, xs: xs[0][:, step.node.start:step.node.stop],
+        line="{name} = {x}[:, {start}:{stop}]",
+    ),
+    "concat": Op(run=lambda m, step, xs: torch.cat(xs, dim=1), line="{name} = torch.cat([{xs}], dim=1)"),
+    "add": Op(run=lambda m, step, xs: functools.reduce(operator.add, xs), line="{name} = {plus}"),
+    "shift": Op(
+        run=lambda m, step, xs: shift2d(xs[0], *step.node.shift),
+        line="{name} = shift2d({x}, {shift[0]}, {shift[1]})",
+    ),
+    "identity": Op(run=lambda m, step, xs: xs[0], line="{name} = {x}"),
+}
+"""Op name -> how :class:`SpecModule` builds and runs it and what the exported source says for it."""
 
 
 class SpecModule(nn.Module):
@@ -89,53 +182,20 @@ class SpecModule(nn.Module):
     def __init__(self, spec: LayerSpec, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if not isinstance(spec, LayerSpec):
-            raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
+        self._program = program(spec)
         self.spec = spec
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        steps = plan(spec)
-        program: list[tuple[str, str, tuple[str, ...], tuple[int, ...]]] = []
-        for step in steps[1:]:
-            n = step.node
-            if isinstance(n, Conv2d):
-                self.add_module(step.name, nn.Conv2d(
-                    n.in_channels, n.out_channels, n.kernel_size, stride=n.stride, padding=n.padding,
-                    dilation=n.dilation, groups=n.groups, bias=n.bias, **factory,
-                ))
-            elif isinstance(n, BatchNorm):
-                self.add_module(step.name, nn.BatchNorm2d(n.num_features, **factory))
-            elif isinstance(n, Permute):
-                self.register_buffer(step.name, torch.tensor(n.perm, dtype=torch.long, device=device))
-            program.append((n.op, step.name, step.inputs, step.arg))
-        self._input = steps[0].name
-        self._output = next(s.name for s in steps if s.node.id == spec.output)
-        self._program = tuple(program)
+        for step in self._program.steps:
+            make = op_of(OPS, step, "PyTorch").make
+            if make is not None:
+                make(self, step, factory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the graph on ``x`` of shape ``(N, C_in, H, W)``."""
-        env = {self._input: x}
-        for op, name, inputs, arg in self._program:
-            xs = [env[i] for i in inputs]
-            if op in ("conv2d", "batch_norm"):
-                y = getattr(self, name)(xs[0])
-            elif op == "permute":
-                y = xs[0].index_select(1, getattr(self, name))
-            elif op == "channel_shuffle":
-                y = channel_shuffle(xs[0], arg[0])
-            elif op == "slice":
-                y = xs[0][:, arg[0]:arg[1]]
-            elif op == "concat":
-                y = torch.cat(xs, dim=1)
-            elif op == "add":
-                y = xs[0]
-                for other in xs[1:]:
-                    y = y + other
-            elif op == "shift":
-                y = shift2d(xs[0], arg[0], arg[1])
-            else:  # identity
-                y = xs[0]
-            env[name] = y
-        return env[self._output]
+        env = {self._program.input: x}
+        for step in self._program.steps:
+            env[step.name] = OPS[step.op].run(self, step, [env[i] for i in step.inputs])
+        return env[self._program.output]
 
     def extra_repr(self) -> str:
         return f"family={self.spec.family!r}, target={self.spec.target.describe()!r}"
@@ -168,15 +228,14 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
 def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) -> tuple[int, ...]:
     """Output shape of the target's plain ``nn.Conv2d`` on an ``(batch, C_in, *input_size)`` input (meta device)."""
     t = spec.target
-    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding,
+    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=cast(Pair, t.padding),
                      bias=False, device="meta")
     return tuple(conv(torch.empty(batch, t.in_channels, *input_size, device="meta")).shape)
 
 
 def _named(module: nn.Module, spec: LayerSpec) -> dict[str, nn.Module]:
-    steps = plan(spec)
     out = {}
-    for step in steps:
+    for step in program(spec).steps:
         if isinstance(step.node, (Conv2d, BatchNorm)):
             sub = getattr(module, step.name, None)
             if not isinstance(sub, nn.Module):
@@ -216,3 +275,112 @@ def set_weights(module: nn.Module, spec: LayerSpec, weights: Mapping[str, Mappin
                 raise SpecError(f"node {nid!r}: {k!r} has shape {tuple(current.shape)}, got {np.shape(value)}")
             with torch.no_grad():
                 current.copy_(torch.as_tensor(np.asarray(value), dtype=current.dtype))
+
+
+# ------------------------------------------------------------------------------------------ the backend
+
+
+class TorchTimer:
+    """Timed calls of modules and of single nodes on ``device`` / ``dtype`` (see :meth:`TorchBackend.timer`).
+
+    Used as a context manager: inside, autograd is off and ``torch.set_num_threads(threads)`` holds
+    (restored on exit). Modules run in eval mode on fresh standard-normal inputs of ``batch`` samples.
+    """
+
+    def __init__(self, device: str, dtype: str, threads: int, batch: int) -> None:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("`device` 'cuda' was asked for, but torch sees no CUDA device")
+        self.device, self.dtype = torch.device(device), getattr(torch, dtype)
+        self.threads, self.batch = threads, batch
+        self.sync: Callable[[Any], Any] | None = (lambda _: torch.cuda.synchronize()) if device == "cuda" else None
+        self._stack = ExitStack()
+
+    def __enter__(self) -> TorchTimer:
+        self._stack.enter_context(torch.no_grad())
+        self._stack.callback(torch.set_num_threads, torch.get_num_threads())
+        torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _input(self, channels: int, size: Pair, rng: np.random.Generator) -> torch.Tensor:
+        x = rng.standard_normal((self.batch, channels, *size), dtype=np.float32)
+        return torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+
+    def _ready(self, module: nn.Module) -> nn.Module:
+        return module.to(device=self.device, dtype=self.dtype).eval()
+
+    def module_call(self, spec: LayerSpec, module: Any = None, seed: int = 0) -> Callable[[], Any]:
+        """``module(x)`` (default :func:`build_module` of ``spec``), ``x`` of the spec's resolved input size."""
+        m = self._ready(build_module(spec, seed=seed) if module is None else module)
+        x = self._input(spec.target.in_channels, resolve_input_size(spec), np.random.default_rng(seed))
+        return lambda: m(x)
+
+    def node_call(self, spec: LayerSpec, node_id: str, seed: int = 0) -> Callable[[], Any]:
+        """Node ``node_id`` of :func:`build_module` of ``spec``, as its ``forward`` runs it, on a fresh input
+        per input slot (so an add of one tensor twice reads two tensors)."""
+        built = build_module(spec, seed=seed)
+        step, run = built._program.step(node_id), OPS[spec.node_map[node_id].op].run
+        m = self._ready(built)
+        rng, sizes = np.random.default_rng(seed), spec.spatial_sizes()
+        xs = [self._input(spec.channels(i), sizes[i], rng) for i in spec.node_map[node_id].inputs]
+        return lambda: run(m, step, xs)
+
+
+class TorchBackend:
+    """The PyTorch backend (an :class:`osc_design.backends.Backend`): NCHW ``nn.Module`` s."""
+
+    name = NAME
+    layout = LAYOUT
+
+    def build(self, spec: LayerSpec, *, seed: int = 0) -> SpecModule:
+        """:func:`build_module` with a reproducible init."""
+        return build_module(spec, seed=seed)
+
+    get_weights = staticmethod(get_weights)
+    set_weights = staticmethod(set_weights)
+
+    def owns(self, module: Any) -> bool:
+        """Whether ``module`` is a ``torch.nn.Module``."""
+        return isinstance(module, nn.Module)
+
+    def run(self, module: Any, x: np.ndarray) -> np.ndarray:
+        """``module(x)`` in eval mode, without autograd, for an NCHW float32 array (returned NCHW)."""
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.no_grad():
+                return module(torch.from_numpy(x)).numpy()
+        finally:
+            module.train(was_training)
+
+    def verify_counts(self, spec: LayerSpec, size: Pair, batch: int, *, module: Any = None,
+                      seed: int = 0) -> list[Check]:
+        """Parameters, FlopCounterMode FLOPs and output shape of ``module`` (default: built) on ``batch`` inputs."""
+        m = build_module(spec, seed=seed) if module is None else module
+        c = cost(spec, size)
+        x = torch.randn(batch, spec.target.in_channels, *size, generator=torch.Generator().manual_seed(seed))
+        was_training = m.training
+        m.eval()
+        try:
+            flops, y = count_flops(m, x)
+        finally:
+            m.train(was_training)
+        params, shape = count_params(m), tuple(y.shape)
+        ref = reference_output_shape(spec, size, batch)
+        return [
+            Check(NAME, "params", "sum(p.numel()) = params + bias_params", c.total_params, params,
+                  params == c.total_params),
+            Check(NAME, "flops", "FlopCounterMode forward = 2 * macs (padding taps included, bias ignored)",
+                  batch * c.flops, flops, flops == batch * c.flops),  # type: ignore[operator]
+            Check(NAME, "output_shape", "NCHW, as nn.Conv2d of the target", ref, shape, shape == ref),
+        ]
+
+    def timer(self, device: str, dtype: str, threads: int, batch: int) -> TorchTimer:
+        """A :class:`TorchTimer`."""
+        return TorchTimer(device, dtype, threads, batch)
+
+
+BACKEND = TorchBackend()
+"""The PyTorch :class:`~osc_design.backends.Backend`."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -202,7 +203,7 @@ def _as_timing(value: Any, op: OpKey) -> Timing:
 
 def call_spec(channels: int = 8) -> LayerSpec:
     """The empty module timed as the ``call()`` pseudo-op: a ``1 x 1`` input passed through an identity."""
-    t = Target(channels, channels, 1, input_size=1)
+    t = Target(channels, channels, (1, 1), input_size=(1, 1))
     b = GraphBuilder(t)
     return b.build(b.identity(b.input), family="call")
 
@@ -364,7 +365,7 @@ class LatencyModel:
             else:
                 rest.append(op)
         if rest:
-            for op, t in zip(rest, measure_ops(rest, self.context, self.policy)):
+            for op, t in zip(rest, measure_ops(rest, self.context, self.policy), strict=True):
                 out[op.id] = self._remember(op, t)
         return [out[op.id] for op in ops]
 
@@ -422,17 +423,18 @@ class LatencyModel:
         ws = [1.0 / (0.05 + _distance(k.features(), f0)) for k, _ in scored]
         x0 = math.log(max(op.work, 1))
         sw = sum(ws)
-        mx = sum(w * x for w, x in zip(ws, xs)) / sw
-        my = sum(w * y for w, y in zip(ws, ys)) / sw
-        sxx = sum(w * (x - mx) ** 2 for w, x in zip(ws, xs))
+        mx = sum(w * x for w, x in zip(ws, xs, strict=True)) / sw
+        my = sum(w * y for w, y in zip(ws, ys, strict=True)) / sw
+        sxx = sum(w * (x - mx) ** 2 for w, x in zip(ws, xs, strict=True))
         if sxx > 1e-6:
-            slope = sum(w * (x - mx) * (y - my) for w, x, y in zip(ws, xs, ys)) / sxx
+            slope = sum(w * (x - mx) * (y - my) for w, x, y in zip(ws, xs, ys, strict=True)) / sxx
             slope = min(1.2, max(0.0, slope))
         else:
             slope = 1.0 if op.kind == "conv2d" else 0.8
         seconds = math.exp(my + slope * (x0 - mx))
-        rel = sum(w * (t.spread / t.median if t.median > 0 else 0.0) for w, (_, t) in zip(ws, scored)) / sw
-        mins = [(w, t.best / t.median) for w, (_, t) in zip(ws, scored) if t.best is not None and t.median > 0]
+        rel = sum(w * (t.spread / t.median if t.median > 0 else 0.0) for w, (_, t) in zip(ws, scored, strict=True)) / sw
+        mins = [(w, t.best / t.median) for w, (_, t) in zip(ws, scored, strict=True)
+                if t.best is not None and t.median > 0]
         best = seconds * sum(w * r for w, r in mins) / sum(w for w, _ in mins) if mins else None
         return Timing(seconds, rel * seconds, 0, best)
 
@@ -486,7 +488,7 @@ class LatencyModel:
 
 def _distance(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     weights = (1.0, 0.5, 0.5, 0.5, 0.5)
-    return sum(w * abs(x - y) for w, x, y in zip(weights, a, b))
+    return sum(w * abs(x - y) for w, x, y in zip(weights, a, b, strict=True))
 
 
 def latency_model(backend: str = "torch", device: str = "cpu", *, batch: int = 8, dtype: str = "float32",
@@ -633,33 +635,41 @@ def calibrate(backend: str = "torch", device: str = "cpu", batch: int = 8, *, dt
     """
     model = LatencyModel(backend, device, batch=batch, dtype=dtype, threads=threads, on_miss="measure",
                          cache=cache_dir, measure_fn=measure_fn, policy=policy, flush_every=flush_every)
-    ops = [CALL_KEY, BASELINE_CONV_KEY] + [op for op in (standard_grid() if grid is None else list(grid))
-                                          if op.kind != CALL]
-    for op in ops:
-        if not isinstance(op, OpKey):
-            raise SpecError(f"`grid` must hold OpKey records, got {type(op).__name__}")
-    seen: dict[str, OpKey] = {}
-    for op in ops:
-        seen.setdefault(op.id, op)
-    ops = list(seen.values())
-    import time
-
+    ops = _calibration_ops(standard_grid() if grid is None else grid)
     start = time.perf_counter()
-    measured = skipped = 0
     try:
-        for first in range(0, len(ops), model.PREFETCH_CHUNK):  # rounds of ops timed round-robin
-            part = ops[first:first + model.PREFETCH_CHUNK]
-            known = model.known()
-            todo = [op for op in part if op.id not in known]
-            timed = dict(zip((op.id for op in todo), model._time_ops(todo)))
-            for i, op in enumerate(part, first + 1):
-                t = timed.get(op.id)
-                measured += t is not None
-                skipped += t is None
-                if progress is not None:
-                    progress(i, len(ops), op, t)
+        measured, skipped = _calibrate_rounds(model, ops, progress)
     finally:
         model.flush()
     return CalibrationReport(measured, skipped, len(ops), model.table_key.id, str(model.cache.path),
                              time.perf_counter() - start)
 
+
+def _calibration_ops(grid: Iterable[OpKey]) -> list[OpKey]:
+    """``call()``, the baseline conv, then ``grid`` (its ``call()`` entries dropped), each op once."""
+    ops = [CALL_KEY, BASELINE_CONV_KEY] + [op for op in grid if not isinstance(op, OpKey) or op.kind != CALL]
+    seen: dict[str, OpKey] = {}
+    for op in ops:
+        if not isinstance(op, OpKey):
+            raise SpecError(f"`grid` must hold OpKey records, got {type(op).__name__}")
+        seen.setdefault(op.id, op)
+    return list(seen.values())
+
+
+def _calibrate_rounds(model: LatencyModel, ops: list[OpKey],
+                      progress: Callable[[int, int, OpKey, Timing | None], Any] | None) -> tuple[int, int]:
+    """Time the ops ``model`` lacks in rounds of :attr:`LatencyModel.PREFETCH_CHUNK`, round-robin;
+    ``(measured, skipped)``."""
+    measured = skipped = 0
+    for first in range(0, len(ops), model.PREFETCH_CHUNK):
+        part = ops[first:first + model.PREFETCH_CHUNK]
+        known = model.known()
+        todo = [op for op in part if op.id not in known]
+        timed = dict(zip((op.id for op in todo), model._time_ops(todo), strict=True))
+        for i, op in enumerate(part, first + 1):
+            t = timed.get(op.id)
+            measured += t is not None
+            skipped += t is None
+            if progress is not None:
+                progress(i, len(ops), op, t)
+    return measured, skipped

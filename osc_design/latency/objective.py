@@ -180,7 +180,7 @@ class LatencySolution:
                          "-" if m is None else f"{m.seconds * 1e3:.3f}",
                          "-" if p is None else f"{p.cached}/{p.measured}/{p.interpolated}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
                  for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += [f"excluded {n}: {why}" for n, why in self.excluded]
@@ -363,29 +363,35 @@ def solve_latency(target: Target, backend: str = "torch", device: str = "cpu", b
     cands, excluded = latency_candidates(target, max_stages=max_stages, families=families, verify=verify)
     cands = _predict_all(cands, m)
     order = sorted(range(len(cands)), key=lambda j: (cands[j].seconds, cands[j].cost.params, j))
-    best, measured = cands[order[0]], {}
-    if refine:
-        # designs with the same ops in the same order (slak and depthwise-separable at small kernels) are
-        # measured once
-        sig = {c.name: tuple(op.id for _, op in op_keys(c.spec) if op is not None) for c in cands}
-        top: dict[tuple[str, ...], Candidate] = {}
-        for j in order:
-            if len(top) == refine:
-                break
-            top.setdefault(sig[cands[j].name], cands[j])
-        ctx = m.context
-        runs = measure_many([c.spec for c in top.values()], ctx.backend, ctx.batch, device=ctx.device,
-                            dtype=ctx.dtype, threads=ctx.threads, policy=m.policy)
-        by_sig = dict(zip(top, runs))
-        measured = {c.name: by_sig[sig[c.name]] for c in cands if sig[c.name] in by_sig}
-        best = min(top.values(), key=lambda c: measured[c.name].seconds)
+    best, measured, note = (cands[order[0]], {}, "") if not refine else _refine(cands, order, m, refine)
     conv = next(c for c in cands if c.name == "conv")
-    space = _space_text(cands, excluded, max_stages, m)
-    if refine:
-        space += (f"; the {len(by_sig)} best predicted distinct designs measured end to end, round-robin, the "
-                  "fastest measured chosen")
+    space = _space_text(cands, excluded, max_stages, m) + note
     return LatencySolution(best.spec, best.cost, best.coverage, best.name, best.prediction, "latency",
                            tuple(cands), tuple(excluded), conv, {}, len(cands), space, measured)
+
+
+def _refine(cands: list[Candidate], order: list[int], m: LatencyModel,
+            refine: int) -> tuple[Candidate, dict[str, Measurement], str]:
+    """Measure the ``refine`` best predicted distinct designs (``order``: best first) end to end, round-robin.
+
+    Designs with the same ops in the same order (slak and depthwise-separable at small kernels) are
+    measured once. Returns the fastest measured, every candidate's measurement by name, and what the
+    space description says about it.
+    """
+    sig = {c.name: tuple(op.id for _, op in op_keys(c.spec) if op is not None) for c in cands}
+    top: dict[tuple[str, ...], Candidate] = {}
+    for j in order:
+        if len(top) == refine:
+            break
+        top.setdefault(sig[cands[j].name], cands[j])
+    ctx = m.context
+    runs = measure_many([c.spec for c in top.values()], ctx.backend, ctx.batch, device=ctx.device,
+                        dtype=ctx.dtype, threads=ctx.threads, policy=m.policy)
+    by_sig = dict(zip(top, runs, strict=True))
+    measured = {c.name: by_sig[sig[c.name]] for c in cands if sig[c.name] in by_sig}
+    note = (f"; the {len(by_sig)} best predicted distinct designs measured end to end, round-robin, the fastest "
+            "measured chosen")
+    return min(top.values(), key=lambda c: measured[c.name].seconds), measured, note
 
 
 def _limit(value: Any, name: str, integer: bool) -> float | None:
@@ -437,8 +443,7 @@ def solve_with_budget(target: Target, minimise: str = "params", *, latency_at_mo
     InfeasibleDesignError
         No candidate meets every budget; the message gives the best each budget allows on its own.
     """
-    if minimise not in MINIMISE:
-        raise SpecError(f"`minimise` (={minimise!r}) must be one of {', '.join(MINIMISE)}")
+    _check_minimise(minimise)
     lat = _limit(latency_at_most, "latency_at_most", False)
     par = _limit(params_at_most, "params_at_most", True)
     mac = _limit(macs_at_most, "macs_at_most", True)
@@ -447,9 +452,32 @@ def solve_with_budget(target: Target, minimise: str = "params", *, latency_at_mo
     max_stages = _check_max_stages(max_stages)
     m = _model(model, backend, device, batch, dtype, threads, on_miss, cache_dir, measure_fn) if uses_latency else None
     cands, excluded = latency_candidates(target, max_stages=max_stages, families=families, verify=verify)
-    if m is not None:
-        cands = _predict_all(cands, m)
+    cands = cands if m is None else _predict_all(cands, m)
     conv = next(c for c in cands if c.name == "conv")
+    budgets = _budgets(lat, par, mac, conv)
+    feasible = [j for j, c in enumerate(cands) if not _over_budget(c, budgets)]
+    if not feasible:
+        raise InfeasibleDesignError(f"no candidate of {len(cands)} for {target.describe()} meets every budget ("
+                                    + "; ".join(_best_within(cands, budgets, conv)) + ")")
+    best = cands[min(feasible, key=lambda j: _rank(cands[j], j, minimise))]
+    return LatencySolution(best.spec, best.cost, best.coverage, best.name, best.prediction, minimise,
+                           tuple(cands), tuple(excluded), conv, budgets, len(feasible),
+                           _space_text(cands, excluded, max_stages, m))
+
+
+def _check_minimise(minimise: Any) -> None:
+    if minimise not in MINIMISE:
+        raise SpecError(f"`minimise` (={minimise!r}) must be one of {', '.join(MINIMISE)}")
+
+
+def _rank(c: Candidate, j: int, minimise: str) -> tuple:
+    """Sort key of candidate ``j``: the objective, then predicted latency (when predicted), params, order."""
+    value = {"params": c.cost.params, "macs": c.cost.macs, "latency": c.seconds}[minimise]
+    return (value, c.seconds if c.seconds is not None else 0.0, c.cost.params, j)
+
+
+def _budgets(lat: float | None, par: float | None, mac: float | None, conv: Candidate) -> dict[str, float]:
+    """The absolute limits: ``latency_s`` (and ``latency_fraction``), ``params``, ``macs``, where given."""
     budgets: dict[str, float] = {}
     if lat is not None:
         budgets["latency_s"] = lat * conv.seconds  # type: ignore[operator]
@@ -458,39 +486,34 @@ def solve_with_budget(target: Target, minimise: str = "params", *, latency_at_mo
         budgets["params"] = par
     if mac is not None:
         budgets["macs"] = mac
+    return budgets
 
-    def fails(c: Candidate) -> list[str]:
-        why = []
-        if lat is not None and c.seconds > budgets["latency_s"]:  # type: ignore[operator]
-            why.append("latency")
-        if par is not None and c.cost.params > par:
-            why.append("params")
-        if mac is not None and c.cost.macs > mac:  # type: ignore[operator]
-            why.append("macs")
-        return why
 
-    feasible = [j for j, c in enumerate(cands) if not fails(c)]
-    if not feasible:
-        parts = []
-        if lat is not None:
-            fastest = min(cands, key=lambda c: c.seconds)  # type: ignore[arg-type,return-value]
-            parts.append(f"latency <= {lat:g} x conv ({budgets['latency_s'] * 1e3:.3f} ms): the fastest candidate, "
-                         f"{fastest.name}, is predicted at {fastest.seconds / conv.seconds:.3f} x conv")
-        if par is not None:
-            small = min(cands, key=lambda c: c.cost.params)
-            parts.append(f"params <= {par:,}: the smallest candidate, {small.name}, has {small.cost.params:,}")
-        if mac is not None:
-            cheap = min(cands, key=lambda c: c.cost.macs)  # type: ignore[arg-type,return-value]
-            parts.append(f"macs <= {mac:,}: the cheapest candidate, {cheap.name}, has {cheap.cost.macs:,}")
-        raise InfeasibleDesignError(f"no candidate of {len(cands)} for {target.describe()} meets every budget ("
-                                    + "; ".join(parts) + ")")
+def _over_budget(c: Candidate, budgets: dict[str, float]) -> list[str]:
+    """The budgets ``c`` exceeds: ``"latency"``, ``"params"``, ``"macs"``."""
+    why = []
+    if "latency_s" in budgets and c.seconds > budgets["latency_s"]:  # type: ignore[operator]
+        why.append("latency")
+    if "params" in budgets and c.cost.params > budgets["params"]:
+        why.append("params")
+    if "macs" in budgets and c.cost.macs > budgets["macs"]:  # type: ignore[operator]
+        why.append("macs")
+    return why
 
-    def key(j: int) -> tuple:
-        c = cands[j]
-        value = {"params": c.cost.params, "macs": c.cost.macs, "latency": c.seconds}[minimise]
-        return (value, c.seconds if c.seconds is not None else 0.0, c.cost.params, j)
 
-    best = cands[min(feasible, key=key)]
-    return LatencySolution(best.spec, best.cost, best.coverage, best.name, best.prediction, minimise,
-                           tuple(cands), tuple(excluded), conv, budgets, len(feasible),
-                           _space_text(cands, excluded, max_stages, m))
+def _best_within(cands: list[Candidate], budgets: dict[str, float], conv: Candidate) -> list[str]:
+    """Per budget, the best any candidate does on its own (for the message when none meets them all)."""
+    parts = []
+    if "latency_s" in budgets:
+        fastest = min(cands, key=lambda c: c.seconds)  # type: ignore[arg-type,return-value]
+        parts.append(f"latency <= {budgets['latency_fraction']:g} x conv ({budgets['latency_s'] * 1e3:.3f} ms): the "
+                     f"fastest candidate, {fastest.name}, is predicted at "
+                     f"{fastest.seconds / conv.seconds:.3f} x conv")  # type: ignore[operator]
+    if "params" in budgets:
+        small = min(cands, key=lambda c: c.cost.params)
+        parts.append(f"params <= {budgets['params']:,}: the smallest candidate, {small.name}, has "
+                     f"{small.cost.params:,}")
+    if "macs" in budgets:
+        cheap = min(cands, key=lambda c: c.cost.macs)  # type: ignore[arg-type,return-value]
+        parts.append(f"macs <= {budgets['macs']:,}: the cheapest candidate, {cheap.name}, has {cheap.cost.macs:,}")
+    return parts

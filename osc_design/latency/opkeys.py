@@ -13,11 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import SpecError
 from ..ops import Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice
-from ..spec import LayerSpec, Pair
+from ..spec import GraphBuilder, LayerSpec, Pair, Target
 
-__all__ = ["OP_KINDS", "CALL", "CALL_KEY", "BASELINE_CONV_KEY", "OpKey", "conv_key", "op_keys", "node_key", "standard_grid"]
+__all__ = ["OP_KINDS", "CALL", "CALL_KEY", "BASELINE_CONV_KEY", "OpKey", "conv_key", "op_keys", "node_key", "key_spec",
+           "standard_grid"]
 
 OP_KINDS = ("conv2d", "channel_shuffle", "permute", "slice", "concat", "add", "shift", "batch_norm")
 """The op kinds that are timed (``input`` and ``identity`` cost nothing)."""
@@ -219,6 +222,50 @@ def conv_key(in_channels: int, out_channels: int, kernel: int | Pair, size: int 
         ("kw", k[1]), ("sh", s[0]), ("sw", s[1]), ("ph", p[0]), ("pw", p[1]), ("dh", d[0]), ("dw", d[1]),
         ("bias", int(bias)), ("h", hw[0]), ("w", hw[1]),
     ))
+
+
+def key_spec(key: OpKey) -> tuple[LayerSpec, str]:
+    """A spec holding ``key``'s op as node ``"op"``, whose inputs have the key's shapes; ``(spec, "op")``.
+
+    What :mod:`~osc_design.latency.timing` has the backend build to time the op. The node reads the
+    spec's input directly, except the parts of a concat, which are slices of it (only node ``"op"`` is
+    timed, on a fresh tensor per input). A shift is by one pixel on each axis, a permutation a fixed
+    random one, a slice starts at channel 0 (see :class:`OpKey`).
+
+    >>> spec, node = key_spec(OpKey("add", (("inputs", 3), ("channels", 8), ("h", 4), ("w", 4))))
+    >>> spec.node_map[node].inputs
+    ('x', 'x', 'x')
+    """
+    if key.kind == CALL:
+        raise SpecError("the call() pseudo-op has no node: it is timed as an empty module (latency.call_spec)")
+    size = (key["h"], key["w"])
+    if key.kind == "conv2d":
+        k, d = (key["kh"], key["kw"]), (key["dh"], key["dw"])
+        span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)  # the target conv with the same output
+        b = GraphBuilder(Target(key["in_channels"], key["out_channels"], span, stride=(key["sh"], key["sw"]),
+                                padding=(key["ph"], key["pw"]), input_size=size))
+        y = b.conv2d(b.input, key["out_channels"], k, stride=(key["sh"], key["sw"]), padding=(key["ph"], key["pw"]),
+                     dilation=d, groups=key["groups"], bias=bool(key["bias"]), name="op")
+        return b.build(y, family=key.kind), "op"
+    c = max(key["parts"]) if key.kind == "concat" else key["in_channels"] if key.kind == "slice" else key["channels"]
+    b = GraphBuilder(Target(c, c, (1, 1), input_size=size))
+    x = b.input
+    if key.kind == "channel_shuffle":
+        y = b.channel_shuffle(x, key["groups"], name="op")
+    elif key.kind == "permute":
+        y = b.permute(x, [int(v) for v in np.random.default_rng(0).permutation(c)], name="op")
+    elif key.kind == "slice":
+        y = b.slice(x, 0, key["width"], name="op")
+    elif key.kind == "concat":
+        y = b.concat([b.slice(x, 0, p) for p in key["parts"]], name="op")
+    elif key.kind == "add":
+        y = b.add([x] * key["inputs"], name="op")
+    elif key.kind == "shift":
+        y = b.shift(x, (1, 1), name="op")
+    else:  # batch_norm
+        y = b.batch_norm(x, name="op")
+    out = b.channels(y)
+    return b.build(y, family=key.kind, target=Target(c, out, (1, 1), input_size=size)), "op"
 
 
 CALL_KEY = OpKey(CALL, ())

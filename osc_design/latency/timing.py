@@ -1,6 +1,10 @@
-"""Timing harness and the per-backend runners of single ops and whole specs.
+"""Timing harness of single ops and whole specs, run on what the backends build.
 
-The frameworks are imported inside the functions here, never at module import.
+No framework is imported here: each backend's :class:`~osc_design.backends.Timer` (from
+:meth:`osc_design.backends.Backend.timer`) builds the module and hands back the call to time. A whole
+spec is its module's call; an op (an :class:`~osc_design.latency.opkeys.OpKey`) is node ``"op"`` of a
+spec holding just that op (:func:`~osc_design.latency.opkeys.key_spec`), called as the module calls
+it, on a fresh input per input slot. So the ops timed are the ops the modules run.
 
 Protocol (every measurement, op or module): ``warmup`` untimed calls (the first one compiles under
 ``jax.jit``), then timed calls until at least ``min_runs`` are done and either ``max_runs`` are done or
@@ -29,8 +33,8 @@ either way are never mixed.
 
 PyTorch runs under ``torch.no_grad`` with ``torch.set_num_threads(threads)`` (restored afterwards),
 modules in eval mode. JAX runs each op, and each whole module, as one ``jax.jit`` function with the
-weights as arguments; XLA's CPU thread pool is fixed at process start (one thread per usable core),
-so the thread count of a JAX table is the number of usable cores.
+module's state (its weights) as an argument; XLA's CPU thread pool is fixed at process start (one
+thread per usable core), so the thread count of a JAX table is the number of usable cores.
 """
 
 from __future__ import annotations
@@ -47,15 +51,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..backends import usable_cpus
 from ..errors import SpecError, UnknownBackendError
-from .opkeys import OpKey
+from .opkeys import OpKey, key_spec
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..backends import Timer
     from ..spec import LayerSpec
 
-__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops", "measure_spec",
-           "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator", "STEADY_MALLOC_ENV",
-           "DTYPES", "DEVICES"]
+__all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops",
+           "measure_spec", "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator",
+           "STEADY_MALLOC_ENV", "DTYPES", "DEVICES"]
 
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
@@ -132,14 +138,6 @@ class Context:
             v = getattr(self, name)
             if type(v) is not int or v < 1:
                 raise SpecError(f"`{name}` (={v!r}) must be a positive integer")
-
-
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def backend_version(backend: str) -> str:
@@ -248,170 +246,15 @@ def _summary(times: list[float]) -> Timing:
     return Timing(statistics.median(times), spread, len(times), min(times))
 
 
-# ------------------------------------------------------------------------------------------- torch
+# ------------------------------------------------------------------------------------------ backend
 @contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _torch_env(ctx: Context) -> tuple[Any, Any, Any, Callable[[Any], Any] | None]:
-    import torch
-
+def _timer(ctx: Context) -> Iterator[Timer]:
+    """The backend's :class:`~osc_design.backends.Timer` for ``ctx``, entered, with the steady heap set."""
     from ..backends import get_backend
 
-    get_backend("torch")
-    if ctx.device == "cuda" and not torch.cuda.is_available():
-        raise SpecError("`device` 'cuda' was asked for, but torch sees no CUDA device")
-    dtype = getattr(torch, ctx.dtype)
-    device = torch.device(ctx.device)
-    sync = (lambda _: torch.cuda.synchronize()) if ctx.device == "cuda" else None
-    return torch, device, dtype, sync
-
-
-def _torch_op(key: OpKey, ctx: Context, torch: Any, device: Any, dtype: Any) -> Callable[[], Any]:
-    from torch import nn
-
-    from ..backends.torch import channel_shuffle, shift2d
-
-    gen = torch.Generator().manual_seed(0)
-    b, h, w = ctx.batch, key["h"], key["w"]
-
-    def rand(c: int) -> Any:
-        return torch.randn(b, c, h, w, generator=gen).to(device=device, dtype=dtype)
-
-    if key.kind == "conv2d":
-        m = nn.Conv2d(key["in_channels"], key["out_channels"], (key["kh"], key["kw"]), stride=(key["sh"], key["sw"]),
-                      padding=(key["ph"], key["pw"]), dilation=(key["dh"], key["dw"]), groups=key["groups"],
-                      bias=bool(key["bias"])).to(device=device, dtype=dtype).eval()
-        x = rand(key["in_channels"])
-        return lambda: m(x)
-    if key.kind == "batch_norm":
-        m = nn.BatchNorm2d(key["channels"]).to(device=device, dtype=dtype).eval()
-        x = rand(key["channels"])
-        return lambda: m(x)
-    if key.kind == "channel_shuffle":
-        x, g = rand(key["channels"]), key["groups"]
-        return lambda: channel_shuffle(x, g)
-    if key.kind == "permute":
-        x = rand(key["channels"])
-        idx = torch.randperm(key["channels"], generator=gen).to(device)
-        return lambda: x.index_select(1, idx)
-    if key.kind == "slice":
-        x, width = rand(key["in_channels"]), key["width"]
-        return lambda: x[:, :width]
-    if key.kind == "concat":
-        xs = [rand(c) for c in key["parts"]]
-        return lambda: torch.cat(xs, dim=1)
-    if key.kind == "add":
-        xs = [rand(key["channels"]) for _ in range(key["inputs"])]
-
-        def add() -> Any:
-            y = xs[0]
-            for other in xs[1:]:
-                y = y + other
-            return y
-        return add
-    x = rand(key["channels"])  # shift
-    return lambda: shift2d(x, 1, 1)
-
-
-# --------------------------------------------------------------------------------------------- jax
-def _jax_env(ctx: Context) -> tuple[Any, Any, Any]:
-    from ..backends import get_backend
-
-    get_backend("jax")
-    import jax
-    import jax.numpy as jnp
-
-    if ctx.device == "cuda":
-        try:
-            device = jax.devices("gpu")[0]
-        except RuntimeError:
-            raise SpecError("`device` 'cuda' was asked for, but jax sees no GPU") from None
-    else:
-        device = jax.devices("cpu")[0]
-    if ctx.device == "cpu" and ctx.threads != usable_cpus():
-        raise SpecError(
-            f"`threads` (={ctx.threads}) cannot be set for JAX on CPU: XLA uses one thread per usable core "
-            f"({usable_cpus()} here); run under `taskset` to change it and leave `threads` at its default"
-        )
-    return jax, device, getattr(jnp, ctx.dtype)
-
-
-def _jax_op(key: OpKey, ctx: Context, jax: Any, device: Any, dtype: Any) -> Callable[[], Any]:
-    import jax.numpy as jnp
-    import numpy as np
-    from jax import lax
-
-    from ..backends.jax import channel_shuffle, permute_channels, shift2d
-
-    rng = np.random.default_rng(0)
-    b, h, w = ctx.batch, key["h"], key["w"]
-
-    def rand(*shape: int) -> Any:
-        return jax.device_put(jnp.asarray(rng.standard_normal(shape), dtype), device)
-
-    if key.kind == "conv2d":
-        g = key["groups"]
-        x = rand(b, h, w, key["in_channels"])
-        k = rand(key["kh"], key["kw"], key["in_channels"] // g, key["out_channels"])
-        bias = rand(key["out_channels"]) if key["bias"] else None
-        stride, dil = (key["sh"], key["sw"]), (key["dh"], key["dw"])
-        pad = ((key["ph"], key["ph"]), (key["pw"], key["pw"]))
-
-        def conv(x: Any, k: Any, bias: Any) -> Any:
-            y = lax.conv_general_dilated(x, k, stride, pad, rhs_dilation=dil,
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g)
-            return y if bias is None else y + bias
-
-        f = jax.jit(conv)
-        return lambda: f(x, k, bias)
-    if key.kind == "batch_norm":
-        c = key["channels"]
-        x, a, sh = rand(b, h, w, c), rand(c), rand(c)
-        f = jax.jit(lambda x, a, sh: x * a + sh)
-        return lambda: f(x, a, sh)
-    if key.kind == "channel_shuffle":
-        x, g = rand(b, h, w, key["channels"]), key["groups"]
-        f = jax.jit(lambda x: channel_shuffle(x, g))
-    elif key.kind == "permute":
-        x = rand(b, h, w, key["channels"])
-        perm = tuple(int(v) for v in rng.permutation(key["channels"]))
-        f = jax.jit(lambda x: permute_channels(x, perm))
-    elif key.kind == "slice":
-        x, width = rand(b, h, w, key["in_channels"]), key["width"]
-        f = jax.jit(lambda x: x[..., :width])
-    elif key.kind == "concat":
-        xs = [rand(b, h, w, c) for c in key["parts"]]
-        fc = jax.jit(lambda *xs: jnp.concatenate(xs, axis=-1))
-        return lambda: fc(*xs)
-    elif key.kind == "add":
-        xs = [rand(b, h, w, key["channels"]) for _ in range(key["inputs"])]
-
-        def add(*xs: Any) -> Any:
-            y = xs[0]
-            for other in xs[1:]:
-                y = y + other
-            return y
-        fa = jax.jit(add)
-        return lambda: fa(*xs)
-    else:  # shift
-        x = rand(b, h, w, key["channels"])
-        f = jax.jit(lambda x: shift2d(x, 1, 1))
-    return lambda: f(x)
-
-
-def _jax_sync(out: Any) -> None:
-    import jax
-
-    jax.block_until_ready(out)
+    steady_allocator()
+    with get_backend(ctx.backend).timer(ctx.device, ctx.dtype, ctx.threads, ctx.batch) as timer:
+        yield timer
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -429,68 +272,30 @@ def measure_op(key: OpKey, ctx: Context, policy: TimingPolicy = TimingPolicy()) 
 
 
 def measure_ops(keys: list[OpKey], ctx: Context, policy: TimingPolicy = TimingPolicy()) -> list[Timing]:
-    """Time several ops in isolation, round-robin (:func:`time_round_robin`), one :class:`Timing` each."""
-    steady_allocator()
-    if ctx.backend == "torch":
-        torch, device, dtype, sync = _torch_env(ctx)
-        with torch.no_grad(), _torch_threads(ctx.threads):
-            return time_round_robin([_torch_op(k, ctx, torch, device, dtype) for k in keys], policy, sync)
-    jax, device, dtype = _jax_env(ctx)
-    return time_round_robin([_jax_op(k, ctx, jax, device, dtype) for k in keys], policy, _jax_sync)
+    """Time several ops in isolation, round-robin (:func:`time_round_robin`), one :class:`Timing` each.
 
-
-def _torch_spec_call(spec: LayerSpec, ctx: Context, module: Any, seed: int, torch: Any, device: Any,
-                     dtype: Any) -> Callable[[], Any]:
-    from ..backends.export import resolve_input_size
-    from ..backends.torch import build_module
-
-    h, w = resolve_input_size(spec, None)
-    m = (build_module(spec, seed=seed) if module is None else module).to(device=device, dtype=dtype).eval()
-    x = torch.randn(ctx.batch, spec.target.in_channels, h, w,
-                    generator=torch.Generator().manual_seed(seed)).to(device, dtype)
-    return lambda: m(x)
-
-
-def _jax_spec_call(spec: LayerSpec, ctx: Context, module: Any, seed: int, jax: Any, device: Any,
-                   dtype: Any) -> Callable[[], Any]:
-    import jax.numpy as jnp
-    import numpy as np
-    from flax import nnx
-
-    from ..backends.export import resolve_input_size
-    from ..backends.jax import build_module as jax_build
-
-    h, w = resolve_input_size(spec, None)
-    m = jax_build(spec, seed=seed, dtype=dtype) if module is None else module
-    graphdef, state = nnx.split(m)
-    state = jax.device_put(state, device)
-    f = jax.jit(lambda s, v: nnx.merge(graphdef, s)(v))
-    x = jax.device_put(jnp.asarray(np.random.default_rng(seed).standard_normal(
-        (ctx.batch, h, w, spec.target.in_channels)), dtype), device)
-    return lambda: f(state, x)
+    Each op is node ``"op"`` of :func:`~osc_design.latency.opkeys.key_spec`, in the module the backend
+    builds from that spec, called as the module calls it, on a fresh input per input slot.
+    """
+    with _timer(ctx) as timer:
+        return time_round_robin([timer.node_call(*key_spec(k)) for k in keys], policy, timer.sync)
 
 
 def measure_specs(specs: list[LayerSpec], ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
                   modules: list[Any] | None = None, seed: int = 0) -> list[Timing]:
     """Time whole modules end to end, round-robin (:func:`time_round_robin`), one :class:`Timing` each.
 
-    PyTorch: ``osc_design.backends.torch.build_module`` in eval mode on an NCHW input. JAX:
-    ``osc_design.backends.jax.build_module`` split into graph and state, the call ``merge(graph,
-    state)(x)`` under ``jax.jit`` with the state as an argument, on an NHWC input. ``modules``
-    (same length, ``None`` entries allowed) replace the built ones.
+    What the backend builds (:meth:`osc_design.backends.Backend.build`): PyTorch, the module in eval mode on
+    an NCHW input; JAX, the module split into graph and state, the call ``merge(graph, state)(x)`` under
+    ``jax.jit`` with the state as an argument, on an NHWC input. ``modules`` (same length, ``None``
+    entries allowed) replace the built ones.
     """
     mods = [None] * len(specs) if modules is None else list(modules)
     if len(mods) != len(specs):
         raise SpecError(f"`modules` has {len(mods)} entries for {len(specs)} specs")
-    steady_allocator()
-    if ctx.backend == "torch":
-        torch, device, dtype, sync = _torch_env(ctx)
-        with torch.no_grad(), _torch_threads(ctx.threads):
-            fns = [_torch_spec_call(s, ctx, m, seed, torch, device, dtype) for s, m in zip(specs, mods)]
-            return time_round_robin(fns, policy, sync)
-    jax, device, dtype = _jax_env(ctx)
-    fns = [_jax_spec_call(s, ctx, m, seed, jax, device, dtype) for s, m in zip(specs, mods)]
-    return time_round_robin(fns, policy, _jax_sync)
+    with _timer(ctx) as timer:
+        fns = [timer.module_call(s, m, seed) for s, m in zip(specs, mods, strict=True)]
+        return time_round_robin(fns, policy, timer.sync)
 
 
 def measure_spec(spec: LayerSpec, ctx: Context, policy: TimingPolicy = TimingPolicy(), *,

@@ -226,7 +226,7 @@ def random_specs(draw, max_channels: int = 6, max_blocks: int = 5) -> LayerSpec:
         k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         # "same" output size needs an odd effective span: d * (k - 1) even
-        k = tuple(kk if (dd * (kk - 1)) % 2 == 0 else kk + 1 for kk, dd in zip(k, d))
+        k = tuple(kk if (dd * (kk - 1)) % 2 == 0 else kk + 1 for kk, dd in zip(k, d, strict=True))
         return b.conv2d(src, out, k, padding=(d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2),
                         dilation=d, groups=groups, bias=draw(st.booleans()))
 
@@ -347,3 +347,55 @@ def solver_designs(n: int, seed: int = 0) -> list[LayerSpec]:
                 pass
         k += 1
     return specs
+
+
+# ----------------------------------------------------------------------------------------- exported source
+
+
+def load_export(tmp_path, spec: LayerSpec, to: str, name: str = "design"):
+    """Write ``export_source(spec, to)`` to ``tmp_path/<name>_<to>.py`` and import it as a fresh module."""
+    import importlib.util
+
+    from osc_design.backends import export_source
+
+    path = tmp_path / f"{name}_{to}.py"
+    path.write_text(export_source(spec, to))
+    module_spec = importlib.util.spec_from_file_location(f"{name}_{to}_{tmp_path.name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module, path
+
+
+def run_standalone(path, framework_import: str, expression: str, cwd) -> str:
+    """Import the exported file at ``path`` in a fresh interpreter where ``import osc_design`` fails, then
+    print ``expression`` (``m`` is the loaded file) after ``framework_import``; the printed text."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys",
+        "sys.modules['osc_design'] = None",  # any import of osc_design would now fail
+        "import importlib.util",
+        f"s = importlib.util.spec_from_file_location('standalone', {str(path)!r})",
+        "m = importlib.util.module_from_spec(s)",
+        "s.loader.exec_module(m)",
+        framework_import,
+        f"print({expression})",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=cwd)
+    assert "osc_design" not in "".join(
+        line for line in path.read_text().splitlines() if line.startswith(("import", "from"))
+    )
+    return out.stdout.strip()
+
+
+def export_family(tmp_path, fid: str, to: str):
+    """The default design of family ``fid`` for the ``k7-s1`` target and its exported module (skip where the
+    family does not apply)."""
+    import pytest
+
+    spec = build_family(fid, FAMILY_TARGETS["k7-s1"])
+    if spec is None:
+        pytest.skip(f"{fid} does not apply to {FAMILY_TARGETS['k7-s1'].describe()}")
+    mod, _ = load_export(tmp_path, spec, to, name=fid.replace("-", "_"))
+    return spec, mod.OscDesign()

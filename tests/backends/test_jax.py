@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-jax = pytest.importorskip("jax", reason="JAX is not installed (pip install 'osc-design[jax]')")
-pytest.importorskip("flax", reason="Flax is not installed (pip install 'osc-design[jax]')")
+from requested import require
 
+require("jax")
+
+import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from backend_cases import (  # noqa: E402
     CASES,

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'osc-design[torch]')")
+from requested import require
 
+require("torch")
+
+import torch  # noqa: E402
 from backend_cases import (  # noqa: E402
     CASES,
     FAMILY_TARGETS,
@@ -124,7 +127,7 @@ def test_seed_makes_init_reproducible_and_leaves_global_rng_alone():
     state = torch.random.get_rng_state()
     a, b = tb.build_module(spec, seed=5), tb.build_module(spec, seed=5)
     assert torch.equal(torch.random.get_rng_state(), state)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 
