@@ -10,7 +10,7 @@ Format
 ------
 ::
 
-    {"format": "osc-design-latency-cache", "version": 2,
+    {"format": "osc-design-latency-cache", "version": 3,
      "tables": {"<table id>": {"context": {"backend": "torch", "backend_version": "2.13.0", "device": "cpu",
                                            "dtype": "float32", "batch": 8, "threads": 2,
                                            "allocator": "glibc-steady"},
@@ -58,9 +58,10 @@ __all__ = ["CACHE_FORMAT", "CACHE_VERSION", "CACHE_ENV", "CacheWarning", "TableK
            "default_cache_dir"]
 
 CACHE_FORMAT = "osc-design-latency-cache"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Format version of the cache file; a file of another version is rebuilt (version 1 had no allocator
-mode and timed under glibc's default allocator, whose page faults swamped many timings)."""
+mode and timed under glibc's default allocator, whose page faults swamped many timings; version 2 timed
+ops the latency module built itself, not the backends' modules)."""
 CACHE_ENV = "OSC_DESIGN_CACHE_DIR"
 """Environment variable that overrides the cache directory."""
 FILE_NAME = "latency.json"
