@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install --quiet --disable-pip-version-check -e ".[all,test]"
+python3 -m pip install --quiet --disable-pip-version-check --no-deps pytorchcv efficientnet-pytorch
 python3 -m pytest "$@"

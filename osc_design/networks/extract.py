@@ -335,9 +335,9 @@ def _check_forward(call: _Call) -> str | None:
     if _pair(stride) != _pair(conv.stride) or _pair(dilation) != _pair(conv.dilation) or groups != conv.groups:
         return f"{cls}: its forward convolves with another stride, dilation or groups than its attributes"
     if cls in STATIC_SAME + DYNAMIC_SAME:  # the zeros added before the conv op: all but its own padding
-        _, (left, right, top, bottom), _ = conv_padding(conv, call.size)
+        (ph, pw), (left, right, top, bottom), _ = conv_padding(conv, call.size)
         own_left, own_right, own_top, own_bottom = _own_pads(conv)
-        expected = (top + bottom - own_top - own_bottom, left + right - own_left - own_right)
+        expected = (2 * ph + top + bottom - own_top - own_bottom, 2 * pw + left + right - own_left - own_right)
         grown = (size[0] - call.size[0], size[1] - call.size[1])
         if grown != expected:
             return f"{cls}: its forward padded the input by {grown}, not by the {expected} its class applies"
