@@ -22,12 +22,12 @@ modules of the copy, unchanged.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..errors import SpecError
+from ..spec import LayerSpec
 from .catalog import ConvLayer
 from .extract import _why_kept, conv_padding, same_padding
 from .plan import NetworkPlan
@@ -68,8 +68,10 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return parent, attr
 
 
-def _replacement(old: nn.Conv2d, layer: ConvLayer, build: Callable[[], nn.Module]) -> nn.Module:
-    """The built design with the padding ``old`` applies in front, after checking ``old`` is ``layer``."""
+def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module:
+    """The design's module with the padding ``old`` applies in front, after checking ``old`` is ``layer``."""
+    from ..backends.torch import build_module
+
     why = layer.keep_reason or _why_kept(old)
     if why is not None:
         raise SpecError(f"layer {layer.name!r} is kept, the plan cannot replace it: {why}")
@@ -81,7 +83,7 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, build: Callable[[], nn.Module
     if found != planned:
         raise SpecError(f"layer {layer.name!r} does not match the plan: model has (in, out, kernel, stride, padding, "
                         f"pre_padding, dilation, groups, bias) = {found}, plan has {planned}")
-    design = build()
+    design = build_module(spec, device=old.weight.device, dtype=old.weight.dtype)
     if dynamic:
         return nn.Sequential(SamePad2d(layer.kernel_size, layer.stride, layer.dilation), design)
     if any(pre):
@@ -103,8 +105,6 @@ def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
     SpecError
         When a planned layer is missing from the model, does not match it, or is kept.
     """
-    from ..backends.torch import build_module
-
     converted = copy.deepcopy(model)
     for lp in plan.layers:
         if lp.chosen.spec is None:
@@ -113,7 +113,5 @@ def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
         old = getattr(parent, attr)
         if not isinstance(old, nn.Conv2d):
             raise SpecError(f"layer {lp.layer.name!r} is a {type(old).__name__}, not an nn.Conv2d")
-        spec = lp.chosen.spec
-        setattr(parent, attr, _replacement(old, lp.layer, lambda: build_module(spec, device=old.weight.device,
-                                                                               dtype=old.weight.dtype)))
+        setattr(parent, attr, _replacement(old, lp.layer, lp.chosen.spec))
     return converted

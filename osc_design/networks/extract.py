@@ -261,10 +261,12 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
     active: list[_Call | None] = []  # the conv modules whose forward is running (None: a repeated call)
 
     class Convs(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: N807 - torch's protocol
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),  # noqa: N807 - torch's
+                               kwargs: dict[str, Any] | None = None) -> Any:
             kwargs = kwargs or {}
             if func is torch.nn.functional.conv2d and active and active[-1] is not None:
-                call, (x, weight, bias, *rest) = active[-1], (*args, *kwargs.values())
+                call = active[-1]
+                x, weight, bias, *rest = (*args, *kwargs.values())
                 own = weight is call.module.weight and bias is call.module.bias
                 call.convs.append(((int(x.shape[-2]), int(x.shape[-1])), own, tuple(rest)))
             return func(*args, **kwargs)
