@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import SpecError
 from ..spec import LayerSpec
 from .catalog import ConvLayer
-from .extract import _why_kept, conv_padding, same_padding
+from .extract import keep_reason_of, conv_padding, same_padding
 from .plan import NetworkPlan
 
 __all__ = ["SamePad2d", "convert"]
@@ -72,7 +72,7 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module
     """The design's module with the padding ``old`` applies in front, after checking ``old`` is ``layer``."""
     from ..backends.torch import build_module
 
-    why = layer.keep_reason or _why_kept(old)
+    why = layer.keep_reason or keep_reason_of(old)
     if why is not None:
         raise SpecError(f"layer {layer.name!r} is kept, the plan cannot replace it: {why}")
     padding, pre, dynamic = conv_padding(old, layer.module_input_size)

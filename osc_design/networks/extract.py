@@ -43,7 +43,7 @@ from osc_design.networks.catalog import ConvLayer
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Extraction", "conv_padding", "extract_convs", "extract_network", "same_padding"]
+__all__ = ["Extraction", "conv_padding", "extract_convs", "extract_network", "keep_reason_of", "same_padding"]
 
 STATIC_SAME = ("Conv2dStaticSamePadding",)
 """Class names of static "same" padding wrappers: a ``static_padding`` ``ZeroPad2d`` (or ``Identity``)."""
@@ -73,7 +73,7 @@ class _Call:
     convs: list[tuple[tuple[int, int], bool, tuple[Any, ...]]] = field(default_factory=list)
     """Per convolution op: (input size, own weight and bias, (stride, padding, dilation, groups))."""
     reason: str | None = None
-    """Why the module is kept whatever its forward did (:func:`_why_kept`)."""
+    """Why the module is kept whatever its forward did (:func:`keep_reason_of`)."""
 
 
 def same_padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
@@ -113,7 +113,7 @@ def _static_pads(conv: torch.nn.Conv2d) -> Pads | None:
     return None
 
 
-def _why_kept(conv: torch.nn.Conv2d) -> str | None:
+def keep_reason_of(conv: torch.nn.Conv2d) -> str | None:
     """Why ``conv`` cannot be replaced whatever its forward did, else None."""
     from torch import nn
     from torch.nn.utils import parametrize
@@ -144,7 +144,7 @@ def conv_padding(conv: torch.nn.Conv2d, size: tuple[int, int]) -> tuple[tuple[in
     Symmetric zeros are returned as ``padding`` with ``pre_padding`` zero; otherwise all zeros are
     ``pre_padding`` ``(left, right, top, bottom)`` and ``padding`` is (0, 0). ``dynamic`` is True for a
     dynamic "same" wrapper whose padding depends on the input size (stride > 1): then the zeros are
-    always ``pre_padding``. Assumes :func:`_why_kept` found nothing.
+    always ``pre_padding``. Assumes :func:`keep_reason_of` found nothing.
     """
     name = type(conv).__name__
     own = _own_pads(conv)
@@ -286,7 +286,7 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
         active.pop()
 
     convs = [(name, m) for name, m in twin.named_modules() if isinstance(m, nn.Conv2d)]
-    reasons = {m: _why_kept(m) for _, m in convs}  # before our own hooks are added
+    reasons = {m: keep_reason_of(m) for _, m in convs}  # before our own hooks are added
     handles = []
     for name, module in convs:
         handles.append(module.register_forward_pre_hook(record(name), with_kwargs=True))
