@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install --quiet --disable-pip-version-check -e ".[all,test]"
+# third-party model code for the real-model tests (pure torch; pytorchcv's own deps pull torchvision)
+python3 -m pip install --quiet --disable-pip-version-check --no-deps "pytorchcv==0.0.74" "efficientnet-pytorch==0.7.1"
 export OSC_DESIGN_TEST_BACKENDS="${OSC_DESIGN_TEST_BACKENDS:-torch,jax}"
 python3 -m pytest "$@"

@@ -21,7 +21,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """One ``nn.Conv2d`` of a network, as seen on its first call in a forward pass."""
+    """One ``nn.Conv2d`` of a network, as seen on its first call in a forward pass.
+
+    ``input_size`` is the size the convolution's window slides over before its own (symmetric)
+    ``padding``. A convolution whose module first pads its input by other amounts (TensorFlow-style
+    "same" padding, ``padding='same'`` with an even kernel) records those zeros as ``pre_padding``
+    ``(left, right, top, bottom)``, in the order of ``nn.ZeroPad2d``, with ``padding`` (0, 0):
+    ``input_size`` then includes them and :attr:`module_input_size` is the module's own input.
+
+    ``keep_reason`` is set when the module must stay as it is (a non-zero padding mode, a forward
+    that transforms the weight, ...): its geometry is then that of its attributes.
+
+    >>> layer = ConvLayer("conv", 8, 8, (3, 3), (2, 2), (0, 0), 1, False, (17, 17), pre_padding=(0, 1, 0, 1))
+    >>> layer.module_input_size, layer.output_size
+    ((16, 16), (8, 8))
+    """
 
     name: str
     in_channels: int
@@ -33,6 +47,14 @@ class ConvLayer:
     bias: bool
     input_size: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
+    pre_padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    keep_reason: str | None = None
+
+    @property
+    def module_input_size(self) -> tuple[int, int]:
+        """Spatial ``(h, w)`` of the module's input, before ``pre_padding``."""
+        left, right, top, bottom = self.pre_padding
+        return self.input_size[0] - top - bottom, self.input_size[1] - left - right
 
     @property
     def output_size(self) -> tuple[int, int]:

@@ -1,17 +1,59 @@
-"""Convert a PyTorch model by a network plan: each planned ``nn.Conv2d`` becomes its exported design."""
+"""Convert a PyTorch model by a network plan: each planned ``nn.Conv2d`` becomes its exported design.
+
+The replacement applies the padding the original really applies (see
+:mod:`osc_design.networks.extract`), so it maps every input shape to the output shape of the
+module it replaces:
+
+* symmetric zeros (integer padding, ``'same'``/``'valid'`` strings, static "same" wrappers that
+  pad evenly): the design alone, built with that padding;
+* asymmetric zeros at a fixed amount (``padding='same'`` with an even window, a static "same"
+  wrapper's ``ZeroPad2d``, a dynamic "same" wrapper with stride 1):
+  ``nn.Sequential(nn.ZeroPad2d(pre_padding), design)``;
+* a dynamic "same" wrapper with a stride above 1 (timm's ``Conv2dSame``, efficientnet-pytorch's
+  ``Conv2dDynamicSamePadding``), whose zeros depend on the input size:
+  ``nn.Sequential(SamePad2d(...), design)``, recomputing them at run time like the original,
+  so the converted model stays exact at input sizes other than the extracted one (the plan's
+  costs are those of the extracted size).
+
+Layers the extraction kept (``keep_reason``) are never replaced; kept modules stay the very
+modules of the copy, unchanged.
+"""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
 
 from ..errors import SpecError
+from ..spec import LayerSpec
+from .catalog import ConvLayer
+from .extract import keep_reason_of, conv_padding, same_padding
 from .plan import NetworkPlan
 
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
+__all__ = ["SamePad2d", "convert"]
 
-__all__ = ["convert"]
+
+class SamePad2d(nn.Module):
+    """TensorFlow's "same" zero padding for a convolution, computed from each input's size.
+
+    >>> SamePad2d((3, 3), (2, 2))(torch.zeros(1, 1, 64, 65)).shape
+    torch.Size([1, 1, 65, 67])
+    """
+
+    def __init__(self, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int] = (1, 1)) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.dilation = tuple(kernel_size), tuple(stride), tuple(dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        pads = same_padding(size, self.kernel_size, self.stride, self.dilation)  # type: ignore[arg-type]
+        return nn.functional.pad(x, pads) if any(pads) else x
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}"
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -26,37 +68,50 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return parent, attr
 
 
+def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module:
+    """The design's module with the padding ``old`` applies in front, after checking ``old`` is ``layer``."""
+    from ..backends.torch import build_module
+
+    why = layer.keep_reason or keep_reason_of(old)
+    if why is not None:
+        raise SpecError(f"layer {layer.name!r} is kept, the plan cannot replace it: {why}")
+    padding, pre, dynamic = conv_padding(old, layer.module_input_size)
+    found = (old.in_channels, old.out_channels, tuple(old.kernel_size), tuple(old.stride), padding, pre,
+             tuple(old.dilation), old.groups, old.bias is not None)
+    planned = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+               layer.pre_padding, layer.dilation, layer.groups, layer.bias)
+    if found != planned:
+        raise SpecError(f"layer {layer.name!r} does not match the plan: model has (in, out, kernel, stride, padding, "
+                        f"pre_padding, dilation, groups, bias) = {found}, plan has {planned}")
+    design = build_module(spec, device=old.weight.device, dtype=old.weight.dtype)
+    if dynamic:
+        return nn.Sequential(SamePad2d(layer.kernel_size, layer.stride, layer.dilation), design)
+    if any(pre):
+        return nn.Sequential(nn.ZeroPad2d(pre), design)
+    return design
+
+
 def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
     """A converted deep copy of ``model`` (the original is untouched).
 
-    Every layer of ``plan`` with a design replaces the ``nn.Conv2d`` of the same dotted name by the
-    design's module (:func:`osc_design.backends.torch.build_module`), on the conv's device and dtype.
-    The conv must match the planned layer (channels, kernel, stride, padding, groups, bias).
+    Every layer of ``plan`` with a design replaces the ``nn.Conv2d`` (or recognised subclass) of the
+    same dotted name by the design's module (:func:`osc_design.backends.torch.build_module`), on
+    the conv's device and dtype, behind the padding the conv applies (see the module docstring).
+    The conv must match the planned layer (channels, kernel, stride, padding at the layer's input
+    size, dilation, groups, bias) and must not be one the extraction keeps.
 
     Raises
     ------
     SpecError
-        When a planned layer is missing from the model or does not match it.
+        When a planned layer is missing from the model, does not match it, or is kept.
     """
-    import torch
-
-    from ..backends.torch import build_module
-
     converted = copy.deepcopy(model)
     for lp in plan.layers:
         if lp.chosen.spec is None:
             continue
         parent, attr = _parent(converted, lp.layer.name)
         old = getattr(parent, attr)
-        if not isinstance(old, torch.nn.Conv2d):
+        if not isinstance(old, nn.Conv2d):
             raise SpecError(f"layer {lp.layer.name!r} is a {type(old).__name__}, not an nn.Conv2d")
-        layer = lp.layer
-        found = (old.in_channels, old.out_channels, tuple(old.kernel_size), tuple(old.stride), tuple(old.padding),
-                 old.groups, old.bias is not None)
-        planned = (layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                   layer.groups, layer.bias)
-        if found != planned:
-            raise SpecError(f"layer {lp.layer.name!r} does not match the plan: model has "
-                            f"(in, out, kernel, stride, padding, groups, bias) = {found}, plan has {planned}")
-        setattr(parent, attr, build_module(lp.chosen.spec, device=old.weight.device, dtype=old.weight.dtype))
+        setattr(parent, attr, _replacement(old, lp.layer, lp.chosen.spec))
     return converted

@@ -32,14 +32,21 @@ def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, .
     doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": name}
     if input_shape is not None:
         doc["input_shape"] = list(input_shape)
-    doc["layers"] = [
-        {"name": layer.name, "in_channels": layer.in_channels, "out_channels": layer.out_channels,
-         "kernel_size": list(layer.kernel_size), "stride": list(layer.stride), "padding": list(layer.padding),
-         "dilation": list(layer.dilation), "groups": layer.groups, "bias": layer.bias,
-         "input_size": list(layer.input_size)}
-        for layer in layers
-    ]
+    doc["layers"] = [_layer_dict(layer) for layer in layers]
     return doc
+
+
+def _layer_dict(layer: ConvLayer) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": layer.name, "in_channels": layer.in_channels, "out_channels": layer.out_channels,
+        "kernel_size": list(layer.kernel_size), "stride": list(layer.stride), "padding": list(layer.padding),
+        "dilation": list(layer.dilation), "groups": layer.groups, "bias": layer.bias,
+        "input_size": list(layer.input_size)}
+    if any(layer.pre_padding):  # optional fields, only when set: older files and readers stay valid
+        out["pre_padding"] = list(layer.pre_padding)
+    if layer.keep_reason is not None:
+        out["keep_reason"] = layer.keep_reason
+    return out
 
 
 def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
@@ -68,8 +75,11 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
             name=raw["name"], in_channels=raw["in_channels"], out_channels=raw["out_channels"], kernel_size=k,
             stride=tuple(raw.get("stride", (1, 1))), padding=tuple(raw.get("padding", (k[0] // 2, k[1] // 2))),
             groups=groups, bias=raw.get("bias", False), input_size=tuple(raw["input_size"]),
-            dilation=tuple(raw.get("dilation", (1, 1))),
+            dilation=tuple(raw.get("dilation", (1, 1))), pre_padding=tuple(raw.get("pre_padding", (0, 0, 0, 0))),
+            keep_reason=raw.get("keep_reason"),
         ))
+        if min(layers[-1].module_input_size) < 1:
+            raise SchemaError(f"`layers[{i}].pre_padding` (={raw['pre_padding']}) exceeds `input_size`")
         if min(layers[-1].output_size) < 1:
             raise SchemaError(f"`layers[{i}].input_size` (={raw['input_size']}) is too small for its kernel")
     return doc["name"], layers

@@ -1,20 +1,170 @@
-"""Extract every 2-D convolution of a PyTorch model, with its input size, from one traced forward pass."""
+"""Extract every 2-D convolution of a PyTorch model, with its input size, from one traced forward pass.
+
+Extraction is faithful: each ``nn.Conv2d`` (subclasses included) is recorded with the geometry it
+really applies, or is marked kept with a stated reason (:attr:`ConvLayer.keep_reason`).
+
+Recognised geometry
+    * integer padding, and ``padding='valid'``/``'same'`` (torch puts the odd zero of an even
+      window after: ``pre_padding``);
+    * TensorFlow-style "same" padding wrappers: static, a ``ZeroPad2d`` applied before the conv
+      (efficientnet-pytorch's ``Conv2dStaticSamePadding``, its ``static_padding``), and dynamic,
+      computed from the input size in ``forward`` (efficientnet-pytorch's
+      ``Conv2dDynamicSamePadding``, timm's ``Conv2dSame``). A dynamic wrapper with stride 1 pads
+      the same at every input size and is recorded like a static one; with a larger stride its
+      padding depends on the input size, so it is recorded as ``pre_padding`` at the traced size
+      and :func:`~osc_design.networks.convert.convert` gives its replacement a
+      :class:`~osc_design.networks.convert.SamePad2d` that recomputes the padding at run time,
+      so the converted model stays exact at every input size.
+
+    A wrapper is recognised by its class name *and* by what its forward did in the traced pass:
+    one convolution with the module's own weight and bias, on an input grown by exactly the
+    recorded padding.
+
+Kept (``keep_reason`` set, geometry from the module's attributes)
+    a non-zero ``padding_mode`` (``'reflect'``, ``'replicate'``, ``'circular'``); a parametrized
+    weight (weight or spectral norm); forward hooks on the module; a forward that transforms the
+    weight (weight standardisation: timm's ``StdConv2d``, ``ScaledStdConv2d``); any other subclass
+    with its own ``forward``, or a recognised wrapper whose forward did not do what its class
+    promises.
+
+Not listed as layers but reported by :func:`extract_network` (``others``): transposed, 1-D and
+3-D convolutions, and ``nn.Conv2d`` modules the forward pass never called.
+"""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from osc_design.networks.catalog import ConvLayer
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["extract_convs"]
+__all__ = ["Extraction", "conv_padding", "extract_convs", "extract_network", "keep_reason_of", "same_padding"]
+
+STATIC_SAME = ("Conv2dStaticSamePadding",)
+"""Class names of static "same" padding wrappers: a ``static_padding`` ``ZeroPad2d`` (or ``Identity``)."""
+DYNAMIC_SAME = ("Conv2dSame", "Conv2dDynamicSamePadding")
+"""Class names of dynamic "same" padding wrappers (padding computed from the input size in ``forward``)."""
+
+Pads = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What :func:`extract_network` found: the 2-D convolutions and the convolutions it cannot plan."""
+
+    layers: list[ConvLayer]
+    """Every called ``nn.Conv2d``, in forward order; kept ones carry a ``keep_reason``."""
+    others: list[tuple[str, str]] = field(default_factory=list)
+    """``(module name, reason)`` of every other convolution module (transposed, 1-D, 3-D, never called)."""
+
+
+@dataclass
+class _Call:
+    """A module's first call: its input size, and the convolution ops its forward made."""
+
+    name: str
+    module: Any
+    size: tuple[int, int]
+    convs: list[tuple[tuple[int, int], bool, tuple[Any, ...]]] = field(default_factory=list)
+    """Per convolution op: (input size, own weight and bias, (stride, padding, dilation, groups))."""
+    reason: str | None = None
+    """Why the module is kept whatever its forward did (:func:`keep_reason_of`)."""
+
+
+def same_padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> Pads:
+    """TensorFlow's "same" padding ``(left, right, top, bottom)``: output ``ceil(size / stride)``.
+
+    The odd zero goes after, as in timm's ``pad_same`` and efficientnet-pytorch.
+
+    >>> same_padding((64, 65), (3, 3), (2, 2), (1, 1))
+    (1, 1, 0, 1)
+    """
+    totals = [max((math.ceil(i / s) - 1) * s + (k - 1) * d + 1 - i, 0)
+              for i, k, s, d in zip(size, kernel, stride, dilation, strict=True)]
+    return totals[1] // 2, totals[1] - totals[1] // 2, totals[0] // 2, totals[0] - totals[0] // 2
+
+
+def _own_pads(conv: torch.nn.Conv2d) -> Pads:
+    """The zeros ``conv``'s own ``padding`` adds, as ``(left, right, top, bottom)``."""
+    kernel, dilation = _pair(conv.kernel_size), _pair(conv.dilation)
+    if conv.padding == "valid":
+        return 0, 0, 0, 0
+    if conv.padding == "same":  # torch: total d * (k - 1), the odd zero after
+        th, tw = (d * (k - 1) for k, d in zip(kernel, dilation, strict=True))
+        return tw // 2, tw - tw // 2, th // 2, th - th // 2
+    ph, pw = _pair(conv.padding)
+    return pw, pw, ph, ph
+
+
+def _static_pads(conv: torch.nn.Conv2d) -> Pads | None:
+    from torch import nn
+
+    pad = getattr(conv, "static_padding", None)
+    if isinstance(pad, nn.Identity):
+        return 0, 0, 0, 0
+    if isinstance(pad, nn.ZeroPad2d) and len(pad.padding) == 4:
+        return tuple(int(p) for p in pad.padding)  # type: ignore[return-value]
+    return None
+
+
+def keep_reason_of(conv: torch.nn.Conv2d) -> str | None:
+    """Why ``conv`` cannot be replaced whatever its forward did, else None."""
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    cls = type(conv)
+    if conv.padding_mode != "zeros":
+        return f"padding_mode={conv.padding_mode!r}: designs pad with zeros"
+    if parametrize.is_parametrized(conv) or hasattr(conv, "weight_g"):
+        return "parametrized weight (weight or spectral norm): a design would drop the parametrization"
+    if conv._forward_hooks or conv._forward_pre_hooks:
+        return "the module has forward hooks, which a replacement would not carry"
+    if cls.forward is nn.Conv2d.forward and cls._conv_forward is nn.Conv2d._conv_forward:
+        return None
+    if cls.__name__ in STATIC_SAME and _static_pads(conv) is None:
+        return f"{cls.__name__} without a ZeroPad2d `static_padding`: its padding is not recognised"
+    if cls.__name__ in DYNAMIC_SAME and _own_pads(conv) != (0, 0, 0, 0):
+        return f"{cls.__name__} with its own padding {conv.padding}: its padding is not recognised"
+    if cls.__name__ in STATIC_SAME + DYNAMIC_SAME:
+        return None
+    if "StdConv" in cls.__name__:
+        return f"{cls.__name__}: weight standardisation in its forward, which a design does not do"
+    return f"{cls.__name__} has its own forward, whose computation is not recognised"
+
+
+def conv_padding(conv: torch.nn.Conv2d, size: tuple[int, int]) -> tuple[tuple[int, int], Pads, bool]:
+    """The padding ``conv`` applies to an input of spatial ``size``: ``(padding, pre_padding, dynamic)``.
+
+    Symmetric zeros are returned as ``padding`` with ``pre_padding`` zero; otherwise all zeros are
+    ``pre_padding`` ``(left, right, top, bottom)`` and ``padding`` is (0, 0). ``dynamic`` is True for a
+    dynamic "same" wrapper whose padding depends on the input size (stride > 1): then the zeros are
+    always ``pre_padding``. Assumes :func:`keep_reason_of` found nothing.
+    """
+    name = type(conv).__name__
+    own = _own_pads(conv)
+    dynamic = False
+    if name in STATIC_SAME:
+        extra = _static_pads(conv) or (0, 0, 0, 0)
+    elif name in DYNAMIC_SAME:
+        stride = _pair(conv.stride)
+        extra = same_padding(size, _pair(conv.kernel_size), stride, _pair(conv.dilation))
+        dynamic = stride != (1, 1)
+    else:
+        extra = (0, 0, 0, 0)
+    left, right, top, bottom = (a + b for a, b in zip(own, extra, strict=True))
+    if left == right and top == bottom and not dynamic:
+        return (top, left), (0, 0, 0, 0), False
+    return (0, 0), (left, right, top, bottom), dynamic
 
 
 def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[ConvLayer]:
-    """List the ``nn.Conv2d`` modules of ``model`` in forward execution order.
+    """List the ``nn.Conv2d`` modules of ``model`` (subclasses included) in forward execution order.
 
     One forward pass with a batch of 1 is run on a copy of the model whose
     parameters and buffers live on the ``meta`` device, so no tensor memory is
@@ -23,7 +173,9 @@ def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[
     ``torch.no_grad``; ``model`` itself is never modified or moved.
 
     A convolution called several times is recorded once, with the input size of
-    its first call; convolutions not called in the forward pass are omitted.
+    its first call; convolutions not called in the forward pass are omitted
+    (:func:`extract_network` lists them). Each layer has the geometry the module
+    really applies, or a ``keep_reason`` (see the module docstring).
 
     Parameters
     ----------
@@ -40,10 +192,25 @@ def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[
     Raises
     ------
     ValueError
-        If ``input_shape`` is not a tuple of positive integers, or a convolution
-        uses ``padding='same'`` that torch would apply asymmetrically.
+        If ``input_shape`` is not a tuple of positive integers.
+    """
+    return extract_network(model, input_shape).layers
+
+
+def extract_network(model: torch.nn.Module, input_shape: tuple[int, ...]) -> Extraction:
+    """:func:`extract_convs`, and every other convolution module of ``model`` with why it is not a layer.
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 3, 3, padding_mode="reflect", padding=1), nn.Conv2d(3, 3, 2, padding="same"),
+    ...                     nn.ConvTranspose2d(3, 3, 2))
+    >>> found = extract_network(net, (3, 8, 8))
+    >>> [(layer.name, layer.padding, layer.pre_padding, layer.keep_reason) for layer in found.layers]
+    [('0', (1, 1), (0, 0, 0, 0), "padding_mode='reflect': designs pad with zeros"), ('1', (0, 0), (0, 1, 0, 1), None)]
+    >>> found.others
+    [('2', 'ConvTranspose2d: transposed convolutions are not planned')]
     """
     import torch
+    from torch import nn
 
     shape = tuple(input_shape)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
@@ -52,17 +219,24 @@ def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[
         calls = _trace(model, shape, torch.device("meta"))
     except Exception:  # an operation without meta support, data-dependent control flow, ...
         calls = _trace(model, shape, torch.device("cpu"))
-    return [_conv_layer(name, conv, size) for name, conv, size in calls]
+    called = {call.name for call in calls}
+    others = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if name not in called:
+                others.append((name, "never called in the forward pass"))
+        elif isinstance(module, nn.modules.conv._ConvTransposeNd):
+            others.append((name, f"{type(module).__name__}: transposed convolutions are not planned"))
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            others.append((name, f"{type(module).__name__}: only 2-D convolutions are planned"))
+    return Extraction([_conv_layer(call) for call in calls], others)
 
 
-def _trace(
-    model: torch.nn.Module, shape: tuple[int, ...], device: torch.device
-) -> list[tuple[str, torch.nn.Conv2d, tuple[int, int]]]:
-    """Run a copy of ``model`` on ``device``; return (name, conv, input size) per first conv call."""
+def _tensors_memo(model: torch.nn.Module, device: torch.device) -> dict[int, object]:
+    """deepcopy's memo replacing every parameter and buffer by a copy on ``device`` (empty on meta)."""
     import torch
     from torch import nn
 
-    # Pre-seed deepcopy's memo so parameters and buffers are replaced, never copied to host memory.
     memo: dict[int, object] = {}
     for tensor in (*model.parameters(), *model.buffers()):
         if device.type == "meta":
@@ -72,62 +246,105 @@ def _trace(
         if isinstance(tensor, nn.Parameter):
             clone = nn.Parameter(clone, requires_grad=tensor.requires_grad)
         memo[id(tensor)] = clone
-    twin = copy.deepcopy(model, memo)
-    twin.eval()
+    return memo
 
-    calls: dict[nn.Module, tuple[str, nn.Conv2d, tuple[int, int]]] = {}
+
+def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device) -> list[_Call]:
+    """Run a copy of ``model`` on ``device``; return each conv module's first call, in call order."""
+    import torch
+    from torch import nn
+    from torch.overrides import TorchFunctionMode
+
+    twin = copy.deepcopy(model, _tensors_memo(model, device))
+    twin.eval()
+    calls: dict[nn.Module, _Call] = {}
+    active: list[_Call | None] = []  # the conv modules whose forward is running (None: a repeated call)
+
+    class Convs(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),  # noqa: N807 - torch's
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            kwargs = kwargs or {}
+            if func is torch.nn.functional.conv2d and active and active[-1] is not None:
+                call = active[-1]
+                x, weight, bias, *rest = (*args, *kwargs.values())
+                own = weight is call.module.weight and bias is call.module.bias
+                call.convs.append(((int(x.shape[-2]), int(x.shape[-1])), own, tuple(rest)))
+            return func(*args, **kwargs)
 
     def record(name: str):
-        def hook(module: nn.Conv2d, args: tuple, kwargs: dict) -> None:
-            if module not in calls:
-                x = args[0] if args else kwargs["input"]
-                calls[module] = (name, module, (int(x.shape[-2]), int(x.shape[-1])))
+        def pre(module: nn.Conv2d, args: tuple, kwargs: dict) -> None:
+            x = args[0] if args else kwargs["input"]
+            if module in calls:
+                active.append(None)
+            else:
+                calls[module] = _Call(name, module, (int(x.shape[-2]), int(x.shape[-1])))
+                active.append(calls[module])
 
-        return hook
+        return pre
 
-    handles = [
-        module.register_forward_pre_hook(record(name), with_kwargs=True)
-        for name, module in twin.named_modules()
-        if isinstance(module, nn.Conv2d)
-    ]
+    def leave(*_: Any) -> None:  # returns None: a forward hook's result would replace the output
+        active.pop()
+
+    convs = [(name, m) for name, m in twin.named_modules() if isinstance(m, nn.Conv2d)]
+    reasons = {m: keep_reason_of(m) for _, m in convs}  # before our own hooks are added
+    handles = []
+    for name, module in convs:
+        handles.append(module.register_forward_pre_hook(record(name), with_kwargs=True))
+        handles.append(module.register_forward_hook(leave, always_call=True))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), Convs():
             twin(torch.zeros((1, *shape), device=device))
     finally:
         for handle in handles:
             handle.remove()
+    for call in calls.values():
+        call.reason = reasons[call.module]
     return list(calls.values())
 
 
-def _conv_layer(name: str, conv: torch.nn.Conv2d, input_size: tuple[int, int]) -> ConvLayer:
-    kernel = _pair(conv.kernel_size)
-    dilation = _pair(conv.dilation)
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            padding = (0, 0)
-        else:  # "same" (torch only allows it with stride 1): total padding d * (k - 1) per dimension
-            totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-            if any(total % 2 for total in totals):
-                raise ValueError(
-                    f"convolution {name!r} uses padding='same' with kernel {kernel} and dilation {dilation}, "
-                    "which torch pads asymmetrically; it has no symmetric integer padding"
-                )
-            padding = (totals[0] // 2, totals[1] // 2)
+def _conv_layer(call: _Call) -> ConvLayer:
+    conv = call.module
+    reason = call.reason or _check_forward(call)
+    if reason is None:
+        padding, pre, _ = conv_padding(conv, call.size)
     else:
-        padding = _pair(conv.padding)
+        padding, pre = (_pair(conv.padding) if not isinstance(conv.padding, str) else (0, 0)), (0, 0, 0, 0)
+    left, right, top, bottom = pre
     return ConvLayer(
-        name=name,
+        name=call.name,
         in_channels=int(conv.in_channels),
         out_channels=int(conv.out_channels),
-        kernel_size=kernel,
+        kernel_size=_pair(conv.kernel_size),
         stride=_pair(conv.stride),
         padding=padding,
         groups=int(conv.groups),
         bias=conv.bias is not None,
-        input_size=input_size,
-        dilation=dilation,
+        input_size=(call.size[0] + top + bottom, call.size[1] + left + right),
+        dilation=_pair(conv.dilation),
+        pre_padding=pre,
+        keep_reason=reason,
     )
 
 
-def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+def _check_forward(call: _Call) -> str | None:
+    """Why the traced forward of a recognised conv did not do what its geometry says, else None."""
+    conv, cls = call.module, type(call.module).__name__
+    if len(call.convs) != 1:
+        return f"{cls}: its forward made {len(call.convs)} convolutions, not one"
+    size, own, (stride, padding, dilation, groups) = call.convs[0]
+    if not own:
+        return f"{cls}: its forward convolves with another weight or bias than its own (a transformed weight)"
+    if _pair(stride) != _pair(conv.stride) or _pair(dilation) != _pair(conv.dilation) or groups != conv.groups:
+        return f"{cls}: its forward convolves with another stride, dilation or groups than its attributes"
+    if cls in STATIC_SAME + DYNAMIC_SAME:  # the zeros added before the conv op: all but its own padding
+        (ph, pw), (left, right, top, bottom), _ = conv_padding(conv, call.size)
+        own_left, own_right, own_top, own_bottom = _own_pads(conv)
+        expected = (2 * ph + top + bottom - own_top - own_bottom, 2 * pw + left + right - own_left - own_right)
+        grown = (size[0] - call.size[0], size[1] - call.size[1])
+        if grown != expected:
+            return f"{cls}: its forward padded the input by {grown}, not by the {expected} its class applies"
+    return None
+
+
+def _pair(value: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])

@@ -211,6 +211,8 @@ CHANNEL_SEPARATING = ("osc", "osc-2", "any")
 
 
 def _why_kept(layer: ConvLayer, policy: str) -> str | None:
+    if layer.keep_reason is not None:
+        return layer.keep_reason
     if layer.kernel_size == (1, 1) and policy not in CHANNEL_SEPARATING:
         return f"1x1 conv: {policy} separates the kernel window, which a 1x1 conv does not have (osc can slim it)"
     if layer.groups == layer.in_channels and layer.in_channels > 1:
