@@ -7,6 +7,7 @@ with the same weights: it must compute the same values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -243,8 +244,16 @@ def test_convert_keeps_shapes_and_dynamic_padding_at_other_sizes():
 def test_convert_refuses_a_kept_layer_and_a_mismatch():
     model = Wrapped().eval()
     layers = extract_network(model, (3, 32, 32)).layers
+    plan = plan_network(layers, "osc-2")  # the planner keeps what extraction keeps, with its reason
+    kept = next(lp for lp in plan.layers if lp.layer.name == "kept")
+    assert not kept.replaced and "StdConv2d" in kept.reason
+    converted = convert(model, plan)
+    assert type(converted.kept) is StdConv2d
+    assert all(torch.equal(a, b) for a, b in zip(converted.kept.state_dict().values(),
+                                                  model.kept.state_dict().values(), strict=True))
+    blind = [dataclasses.replace(layer, keep_reason=None) for layer in layers]  # a plan told of no reason
     with pytest.raises(SpecError, match="'kept' is kept, the plan cannot replace it: StdConv2d"):
-        convert(model, plan_network(layers, "osc-2"))  # the plan was told about no keep_reason
+        convert(model, plan_network(blind, "osc-2"))
     other = extract_network(model, (3, 30, 30)).layers  # the static wrapper pads another amount than at 32
     plan = plan_network(other[1:2], "osc-2")
     assert convert(model, plan)  # the same model, extracted at 30: its own geometry
