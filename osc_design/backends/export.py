@@ -23,7 +23,7 @@ import importlib.util
 import keyword
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from ..cost import cost
 from ..errors import OscDesignError, SpecError, UnknownBackendError
@@ -148,7 +148,7 @@ def _header(spec: LayerSpec, src: BackendSource, size: Pair, class_name: str) ->
     from .. import __version__
 
     t = spec.target
-    pad = cast(Pair, t.padding)
+    pad = t.padding
     c = cost(spec, size)
     opts = ", ".join(f"{k}={v!r}" for k, v in spec.options_dict.items()) or "none"
     h, w = size
@@ -189,7 +189,7 @@ def _constants(spec: LayerSpec, layout: str, size: Pair, steps: tuple[Step, ...]
         "TARGET = {"
         f"'in_channels': {t.in_channels}, 'out_channels': {t.out_channels}, "
         f"'kernel_size': {_tuple(t.kernel_size)}, 'stride': {_tuple(t.stride)}, "
-        f"'padding': {_tuple(t.padding)}"  # type: ignore[arg-type]
+        f"'padding': {_tuple(t.padding)}"
         "}",
         f"INPUT_SIZE = {_tuple(size)}",
         "COST = {" + ", ".join(f"{k!r}: {v}" for k, v in c.to_dict().items()) + "}",

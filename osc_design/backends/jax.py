@@ -364,7 +364,7 @@ def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) ->
     t = spec.target
     x = jax.ShapeDtypeStruct((batch, *input_size, t.in_channels), jnp.float32)
     w = jax.ShapeDtypeStruct((*t.kernel_size, t.in_channels, t.out_channels), jnp.float32)
-    pad = tuple((p, p) for p in t.padding)  # type: ignore[union-attr]
+    pad = tuple((p, p) for p in t.padding)
 
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
         return lax.conv_general_dilated(x, w, t.stride, pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))

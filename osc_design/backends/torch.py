@@ -36,7 +36,7 @@ import functools
 import operator
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +228,7 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
 def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) -> tuple[int, ...]:
     """Output shape of the target's plain ``nn.Conv2d`` on an ``(batch, C_in, *input_size)`` input (meta device)."""
     t = spec.target
-    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=cast(Pair, t.padding),
+    conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding,
                      bias=False, device="meta")
     return tuple(conv(torch.empty(batch, t.in_channels, *input_size, device="meta")).shape)
 
