@@ -109,7 +109,7 @@ def test_verify_bad_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "osc-design.layer", "version": 7}')
     r = runner.invoke(app, ["verify", str(bad)])
-    assert r.exit_code == 1 and "written by a newer osc-design" in r.stderr and r.stderr.count("\n") == 1
+    assert r.exit_code == 2 and "written by a newer osc-design" in r.stderr and r.stderr.count("\n") == 1
     r = runner.invoke(app, ["verify", str(tmp_path / "missing.json")])
     assert r.exit_code == 2 and "is not a readable file" in r.stderr
 
@@ -145,7 +145,7 @@ def test_network_command(tmp_path):
     bad = tmp_path / "net.json"
     bad.write_text("{}")
     r = runner.invoke(app, ["network", "--from", str(bad)])
-    assert r.exit_code == 1 and "not an osc-design network description" in r.stderr
+    assert r.exit_code == 2 and "not an osc-design network description" in r.stderr  # invalid input: 2
 
 
 def test_bare_command_imports_no_framework():
