@@ -65,7 +65,7 @@ def fit(renderable: Any, width: int | None) -> Any:
     """``renderable`` made to fit ``width`` columns without cutting a number (``None``: any width).
 
     A :class:`FitTable` loses its optional columns, in order, until it fits; a table that still does not
-    fit is printed as one block of ``column: value`` lines per row, so that no cell is ever cut.
+    fit is printed whole as one block of ``column: value`` lines per row, so that no cell is ever cut.
 
     >>> t = FitTable("family", "params", "class", optional=["class"])
     >>> t.add_row("depthwise-separable", "67,840", "C(C + K^2)")
@@ -74,14 +74,19 @@ def fit(renderable: Any, width: int | None) -> Any:
     >>> print(fit(t, 12).plain)
     depthwise-separable
       params: 67,840
+      class: C(C + K^2)
     """
     if width is None or not isinstance(renderable, Table):
         return renderable
     optional = list(getattr(renderable, "optional", ()))
+    every = list(renderable.columns)
     while _least_width(renderable) > width and optional:
         name = optional.pop(0)
         renderable.columns[:] = [c for c in renderable.columns if c.header != name]
-    return renderable if _least_width(renderable) <= width else _records(renderable)
+    if _least_width(renderable) <= width:
+        return renderable
+    renderable.columns[:] = every
+    return _records(renderable)
 
 
 def _records(table: Table) -> Text:
@@ -98,10 +103,10 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
                      latency: dict[str, dict[str, float]] | None = None) -> FitTable:
     """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class (and latency).
 
-    On a narrow console (:func:`fit`) the class column goes first, then MACs valid, the ratio and the
-    stages, so that exact counts are never cut.
+    On a narrow console (:func:`fit`) the class column goes first, then the ratio and the stages; the exact
+    counts are never dropped nor cut.
     """
-    table = FitTable(padding=(0, 1), optional=("class", "MACs valid", "x conv", "stages"))
+    table = FitTable(padding=(0, 1), optional=("class", "x conv", "stages"))
     columns = ["params", "x conv", "MACs", "MACs valid", "stages", "coverage"]
     table.add_column("family", no_wrap=True)
     for name in columns:

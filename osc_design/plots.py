@@ -105,7 +105,6 @@ def _pareto(target: Target, latency: Any, measure: bool) -> tuple[Any, list[Any]
         lat_ax.plot(ms[:len(front)], [s.cost.params for s in front], "o-", color="tab:blue", label="OSC Pareto front")
         for d, t in zip(others, ms[len(front):], strict=True):
             lat_ax.plot(t, d.cost.params, _marker(d), label=_label(d))
-        _step_labels(fig, lat_ax, [(t, s.cost.params, f"{s.spec.stages} st.") for t, s in zip(ms, front, strict=False)])
         lat_ax.set_xlabel(f"latency, {'measured' if measure else 'predicted'} (ms per call)")
         lat_ax.set_xscale("log")
         lat_ax.set_title(f"params vs {'measured' if measure else 'predicted'} latency", fontsize=9)
@@ -114,6 +113,9 @@ def _pareto(target: Target, latency: Any, measure: bool) -> tuple[Any, list[Any]
         a.set_ylabel("parameters (weights, no bias)")
         a.grid(True, which="both", alpha=0.3)
     fig.axes[-1].legend(fontsize=7, ncol=2)
+    if seconds is not None:  # once the scales and the legend are set, so that the labels stay where placed
+        _step_labels(fig, fig.axes[1], [(t * 1e3, s.cost.params, f"{s.spec.stages} st.")
+                                        for t, s in zip(seconds, front, strict=False)])
     return fig, front
 
 
