@@ -66,12 +66,15 @@ def fit(renderable: Any, width: int | None) -> Any:
 
     A :class:`FitTable` loses its optional columns, in order, until it fits; a table that still does not
     fit is printed whole as one block of ``column: value`` lines per row, so that no cell is ever cut.
+    (The table's columns are changed in place.)
 
-    >>> t = FitTable("family", "params", "class", optional=["class"])
-    >>> t.add_row("depthwise-separable", "67,840", "C(C + K^2)")
-    >>> [c.header for c in fit(t, 30).columns]
+    >>> def table():
+    ...     t = FitTable("family", "params", "class", optional=["class"])
+    ...     t.add_row("depthwise-separable", "67,840", "C(C + K^2)")
+    ...     return t
+    >>> [c.header for c in fit(table(), 30).columns]
     ['family', 'params']
-    >>> print(fit(t, 12).plain)
+    >>> print(fit(table(), 12).plain)
     depthwise-separable
       params: 67,840
       class: C(C + K^2)

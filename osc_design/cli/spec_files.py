@@ -78,7 +78,8 @@ def verify_cmd(
         from .. import _render as r
 
         parts: list[Any] = [r.target_line(spec.target.with_input_size(size) if size else spec.target),
-                            Text(f"family {spec.family}, {r.plural(spec.stages, 'conv stage')}, {r.plural(len(spec.nodes) - 1, 'op')}"),
+                            Text(f"family {spec.family}, {r.plural(spec.stages, 'conv stage')}, "
+                                 f"{r.plural(len(spec.nodes) - 1, 'op')}"),
                             r.cost_lines(c), Text(f"  receptive field: {cov.describe()}")]
         if report is not None:
             parts.append(r.checks_table(report))
