@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich import box
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -43,23 +44,77 @@ def target_line(target: Target, size_note: str = "") -> Text:
     return Text("Target conv: " + ", ".join(parts), style="bold")
 
 
-def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None, width: int = 120,
-                     latency: dict[str, dict[str, float]] | None = None) -> Table:
-    """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class.
+class FitTable(Table):
+    """A table that names the columns it can lose on a narrow console, in the order they go (:func:`fit`)."""
 
-    Narrow consoles lose the class column first (below 106 columns), then MACs valid and the ratio
-    (below 92), so that exact counts are never cut.
+    def __init__(self, *args: Any, optional: Sequence[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("box", box.SIMPLE_HEAD)
+        kwargs.setdefault("pad_edge", False)
+        kwargs.setdefault("show_edge", False)
+        super().__init__(*args, **kwargs)
+        self.optional = tuple(optional)
+
+
+def _least_width(table: Table) -> int:
+    """The fewest columns ``table`` takes without cutting a cell of a column that does not wrap."""
+    console = Console(width=10**6, file=None, color_system=None)
+    return console.measure(table).minimum
+
+
+def fit(renderable: Any, width: int | None) -> Any:
+    """``renderable`` made to fit ``width`` columns without cutting a number (``None``: any width).
+
+    A :class:`FitTable` loses its optional columns, in order, until it fits; a table that still does not
+    fit is printed whole as one block of ``column: value`` lines per row, so that no cell is ever cut.
+    (The table's columns are changed in place.)
+
+    >>> def table():
+    ...     t = FitTable("family", "params", "class", optional=["class"])
+    ...     t.add_row("depthwise-separable", "67,840", "C(C + K^2)")
+    ...     return t
+    >>> [c.header for c in fit(table(), 30).columns]
+    ['family', 'params']
+    >>> print(fit(table(), 12).plain)
+    depthwise-separable
+      params: 67,840
+      class: C(C + K^2)
     """
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    if width is None or not isinstance(renderable, Table):
+        return renderable
+    optional = list(getattr(renderable, "optional", ()))
+    every = list(renderable.columns)
+    while _least_width(renderable) > width and optional:
+        name = optional.pop(0)
+        renderable.columns[:] = [c for c in renderable.columns if c.header != name]
+    if _least_width(renderable) <= width:
+        return renderable
+    renderable.columns[:] = every
+    return _records(renderable)
+
+
+def _records(table: Table) -> Text:
+    """A table as text: per row its first cell, then ``  column: value`` for each other column."""
+    columns = [(str(c.header), [str(v) for v in c.cells]) for c in table.columns]
+    lines: list[str] = [str(table.title)] if table.title else []
+    for i in range(table.row_count):
+        lines.append(columns[0][1][i])
+        lines += [f"  {name or 'check'}: {cells[i]}" for name, cells in columns[1:] if cells[i]]
+    return Text("\n".join(lines))
+
+
+def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | None,
+                     latency: dict[str, dict[str, float]] | None = None) -> FitTable:
+    """One row per family: params, ratio to the conv, MACs, MACs valid, stages, coverage, class (and latency).
+
+    On a narrow console (:func:`fit`) the class column goes first, then the ratio and the stages; the exact
+    counts are never dropped nor cut.
+    """
+    table = FitTable(padding=(0, 1), optional=("class", "x conv", "stages"))
     columns = ["params", "x conv", "MACs", "MACs valid", "stages", "coverage"]
-    if width < 92:
-        columns.remove("MACs valid")
-        columns.remove("x conv")
     table.add_column("family", no_wrap=True)
     for name in columns:
         table.add_column(name, justify="right", no_wrap=True)
-    if width >= 106:
-        table.add_column("class", no_wrap=True)
+    table.add_column("class", no_wrap=True)
     latency = latency or {}
     lat_columns = sorted({k for v in latency.values() for k in v}, reverse=True)
     for name in lat_columns:
@@ -70,8 +125,7 @@ def comparison_table(designs: list[Any], best: str | None, conv_cost: Cost | Non
                   "MACs valid": fmt_int(d.cost.macs_valid), "stages": str(d.stages),
                   "coverage": "full" if d.coverage.full else f"{d.coverage.fraction:.1%}"}
         cells = [f"* {d.family}" if d.family == best else d.family] + [values[c] for c in columns]
-        if width >= 106:
-            cells.append(d.asymptotic)
+        cells.append(d.asymptotic)
         cells += [f"{latency[d.family][k]:.2f}" if d.family in latency else "-" for k in lat_columns]
         style = "bold green" if d.family == best else ("dim" if not d.coverage.full else None)
         table.add_row(*cells, style=style)
@@ -102,9 +156,12 @@ def node_summary(node: Node, spec: LayerSpec) -> str:
 def stages_table(spec: LayerSpec) -> Table:
     """The ops of a design: one row per conv stage (channels, groups, kernel, dilation, stride, padding),
     with the permutation that feeds it."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = FitTable()
     for name in ("stage", "channels", "groups", "kernel", "dilation", "stride", "padding", "input permutation"):
-        table.add_column(name, justify="right" if name != "input permutation" else "left")
+        if name == "input permutation":
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=True)
     pending: list[str] = []
     stage = 0
     for nid in spec.order:
@@ -137,7 +194,7 @@ def cost_lines(cost: Cost) -> Text:
 
 def certificate_text(cert: dict[str, Any]) -> Text:
     lines = [
-        f"  lower bound   {cert['bound']:,.1f} {cert.get('objective', 'params')} "
+        f"  lower bound   {cert['bound']:,.1f} {objective_text(cert.get('objective', 'params'))} "
         f"(gap {cert['gap']:.2f}% above it)",
         f"  searched      {cert['searched']:,} candidates",
     ]
@@ -154,7 +211,7 @@ def group(*items: Any) -> Group:
 
 def network_renderables(plan: Any) -> list[Any]:
     """Per-layer table (name, target, choice, params and MACs before/after, coverage) and totals."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = FitTable(optional=("cover",))
     table.add_column("layer", overflow="fold")
     table.add_column("target", overflow="fold")
     table.add_column("design", overflow="fold")
@@ -168,7 +225,7 @@ def network_renderables(plan: Any) -> list[Any]:
                       f"{row['coverage']:.0%}", *ms, style=None if lp.replaced else "dim")
     totals = plan.totals()
     lines = [f"{plan.network}: policy {plan.policy}, objective {plan.objective}"
-             + (f", budget {plan.budget}" if plan.budget else "")
+             + (f", budget {budget_text(plan.budget)}" if plan.budget else "")
              + f"; {totals['replaced_layers']} of {totals['layers']} convs replaced"]
     for key, label in (("total_params", "conv params (weights + bias)"), ("macs", "conv MACs"),
                        ("macs_valid", "conv MACs valid")):
@@ -186,12 +243,31 @@ def network_renderables(plan: Any) -> list[Any]:
     return [table, Text("\n".join(lines)), Text(CONVENTIONS, style="dim")]
 
 
+def budget_text(budget: dict[str, float]) -> str:
+    """A plan's budget in words: ``{"latency": 0.5}`` -> ``"at most 50% of the convs' predicted latency"``.
+
+    >>> budget_text({"params": 0.2})
+    "at most 20% of the convs' params"
+    """
+    what = {"params": "params", "macs": "MACs", "latency": "predicted latency"}
+    return "; ".join(f"at most {frac * 100:.4g}% of the convs' {what.get(k, k)}" for k, frac in budget.items())
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "stage")`` -> ``"1 stage"``, ``plural(2, "stage")`` -> ``"2 stages"``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def objective_text(objective: str) -> str:
+    """An objective as its command-line flag spells it (``macs_valid`` -> ``macs-valid``)."""
+    return objective.replace("_", "-")
+
+
 def checks_table(report: Any) -> Table:
     """Closed form vs measured, one row per backend and quantity."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                  title=f"numeric check at {fmt_pair(report.input_size)}, batch {report.batch}")
+    table = FitTable(title=f"numeric check at {fmt_pair(report.input_size)}, batch {report.batch}")
     for name in ("backend", "quantity", "closed form", "measured", ""):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, no_wrap=True)
     for c in report.checks:
         table.add_row(c.backend, c.quantity, str(c.expected), str(c.measured), "ok" if c.ok else "MISMATCH",
                       style=None if c.ok else "bold red")
@@ -200,12 +276,12 @@ def checks_table(report: Any) -> Table:
     return table
 
 
-def solution_renderables(solution: Any) -> list[Any]:
+def solution_renderables(solution: Any, title: str = "Optimal separable convolution") -> list[Any]:
     """The optimal separable convolution: its stages, cost, verified coverage and certificate."""
     cert = solution.certificate.to_dict()
     return [
-        Text(f"\nOptimal separable convolution ({solution.spec.family}, {solution.spec.stages} stages, "
-             f"objective {cert.get('objective', 'params')}):", style="bold"),
+        Text(f"\n{title} ({solution.spec.family}, {plural(solution.spec.stages, 'stage')}, "
+             f"objective {objective_text(cert.get('objective', 'params'))}):", style="bold"),
         stages_table(solution.spec),
         cost_lines(solution.cost),
         Text(f"  receptive field: {solution.coverage.describe()} (verified exactly)"),
@@ -216,9 +292,9 @@ def solution_renderables(solution: Any) -> list[Any]:
 
 def pareto_table(rows: list[dict[str, Any]]) -> Table:
     """The Pareto front's rows (:func:`osc_design.compare.pareto_rows`), one per design."""
-    table = Table(title="Pareto front over (params, MACs, stages)")
+    table = FitTable(title="Pareto front over (params, MACs, stages)", optional=("MACs valid",))
     for name in ("stages", "params", "MACs", "MACs valid", "coverage"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
         table.add_row(str(row["stages"]), fmt_int(row["params"]), fmt_int(row["macs"]),
                       fmt_int(row["macs_valid"]), f"{row['coverage']:.0%}")

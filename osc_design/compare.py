@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .latency import LatencySolution
     from .solver import Solution
 
-__all__ = ["Design", "Comparison", "compare", "best", "format_table", "sweep", "solution_document", "solution_row",
-           "pareto_rows"]
+__all__ = ["Design", "Comparison", "compare", "best", "format_table", "sweep", "sweep_comparisons", "sweep_document",
+           "solution_document", "solution_row", "pareto_rows"]
 
 Latency = Mapping[str, Mapping[str, float]]
 """Family id -> latency columns (``{"predicted_ms": ..., "measured_ms": ...}``) added to its row."""
@@ -302,13 +302,34 @@ def sweep(targets: Iterable[Target], families: Iterable[str] | None = None,
     >>> [(r["channels"], r["family"], r["params"], r["best"]) for r in rows]
     [(16, 'conv', 2304, False), (16, 'bsconv-u', 400, True), (32, 'conv', 9216, False), (32, 'bsconv-u', 1312, True)]
     """
+    return [row for c in sweep_comparisons(targets, families, progress) for row in c.grid_rows()]
+
+
+def sweep_comparisons(targets: Iterable[Target], families: Iterable[str] | None = None,
+                      progress: Callable[[], Any] | None = None) -> list[Comparison]:
+    """:func:`compare` at every target of a grid, in order (``progress()`` after each)."""
     chosen = None if families is None else list(families)
-    rows: list[dict[str, Any]] = []
+    comparisons = []
     for target in targets:
-        rows += compare(target, families=chosen).grid_rows()
+        comparisons.append(compare(target, families=chosen))
         if progress is not None:
             progress()
-    return rows
+    return comparisons
+
+
+def sweep_document(comparisons: Iterable[Comparison]) -> list[dict[str, Any]]:
+    """The JSON document of ``osc-design sweep``: the rows of :func:`sweep`, each with ``skipped``, the families
+    skipped at its target (``[{"family": ..., "reason": ...}]``, as in :meth:`Comparison.to_dict`).
+
+    >>> doc = sweep_document(sweep_comparisons([Target(8, 8, 3, input_size=8)], families=["conv", "slak"]))
+    >>> [(r["family"], [s["family"] for s in r["skipped"]]) for r in doc]
+    [('conv', ['slak'])]
+    """
+    doc: list[dict[str, Any]] = []
+    for c in comparisons:
+        skipped = [{"family": f, "reason": r} for f, r in c.skipped]
+        doc += [{**row, "skipped": skipped} for row in c.grid_rows()]
+    return doc
 
 
 def solution_document(solution: Solution) -> dict[str, Any]:

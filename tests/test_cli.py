@@ -109,7 +109,7 @@ def test_verify_bad_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "osc-design.layer", "version": 7}')
     r = runner.invoke(app, ["verify", str(bad)])
-    assert r.exit_code == 1 and "written by a newer osc-design" in r.stderr and r.stderr.count("\n") == 1
+    assert r.exit_code == 2 and "written by a newer osc-design" in r.stderr and r.stderr.count("\n") == 1
     r = runner.invoke(app, ["verify", str(tmp_path / "missing.json")])
     assert r.exit_code == 2 and "is not a readable file" in r.stderr
 
@@ -145,7 +145,7 @@ def test_network_command(tmp_path):
     bad = tmp_path / "net.json"
     bad.write_text("{}")
     r = runner.invoke(app, ["network", "--from", str(bad)])
-    assert r.exit_code == 1 and "not an osc-design network description" in r.stderr
+    assert r.exit_code == 2 and "not an osc-design network description" in r.stderr  # invalid input: 2
 
 
 def test_bare_command_imports_no_framework():
@@ -192,3 +192,82 @@ def test_compare_takes_the_certificate_from_the_osc_design(monkeypatch):
     doc = json.loads(r.stdout)
     osc = next(d for d in doc["designs"] if d["family"] == "osc")
     assert doc["optimal"]["graph"] == osc["spec"]["graph"] and doc["optimal"]["cost"]["params"] == osc["params"]
+
+
+# issue 14 item 2: tables never cut a number, at any width and through a pipe
+def _exact_counts(doc):
+    return {f"{d[k]:,}" for d in doc["designs"] for k in ("params", "macs", "macs_valid")}
+
+
+@pytest.mark.parametrize("args", [["-c", "1024", "-k", "13", "-i", "224"], ["-c", "2048", "-k", "31", "-i", "1024"]])
+@pytest.mark.parametrize("width", [40, 80, 200, None])  # None: a pipe (stdout is not a terminal)
+def test_table_never_cuts_a_count(args, width, monkeypatch):
+    from osc_design.cli import output
+
+    doc = json.loads(run(*args, "-f", "json").stdout)
+    if width is not None:
+        monkeypatch.setattr(output, "terminal_width", lambda _: width)
+    text = run(*args).stdout
+    assert "…" not in text
+    for count in _exact_counts(doc):
+        assert count in text
+    if width is not None:
+        table = text.split("* best")[0]
+        assert max(len(line.rstrip()) for line in table.splitlines()[1:]) <= width
+
+
+def test_piped_table_through_a_real_pipe_is_whole():
+    proc = subprocess.run([sys.executable, "-m", "osc_design", "-c", "1024", "-k", "13", "-i", "224"],
+                          capture_output=True, text=True, env={**__import__("os").environ, "COLUMNS": "60"})
+    assert proc.returncode == 0 and "…" not in proc.stdout
+    assert "8,891,656,044,544" in proc.stdout and "177,209,344" in proc.stdout
+
+
+def test_narrow_table_drops_optional_columns_first(monkeypatch):
+    from osc_design.cli import output
+
+    monkeypatch.setattr(output, "terminal_width", lambda _: 100)
+    text = run("-c", "256", "-k", "7", "-i", "14").stdout
+    header = next(line for line in text.splitlines() if line.startswith("family"))
+    assert "class" not in header and "params" in header and "MACs valid" in header
+
+
+# issue 14 item 6: messages
+def test_messages_read_right():
+    text = run("solve", "-c", "64", "-k", "3", "--max-stages", "1").stdout
+    assert "(osc, 1 stage, objective params)" in text
+    text = run("solve", "-c", "64", "-k", "5", "--objective", "macs-valid").stdout
+    assert "objective macs-valid" in text and "macs_valid" not in text
+    text = run("network", "resnet50", "--policy", "osc", "--budget-params", "0.2").stdout
+    assert "budget at most 20% of the convs' params" in text and "{'" not in text
+    text = run("solve", "-c", "64", "-k", "5", "--pareto").stdout
+    assert "┏" not in text and "─" in text  # the same box style as every other table
+
+
+def test_speedup_and_refined_measurements_text():
+    from osc_design.cli.compare import _measured_text, _speedup_text
+
+    assert _speedup_text(58.1) == "58.1x faster than the conv"
+    assert _speedup_text(0.5) == "2.0x slower than the conv"
+
+    class M:
+        seconds = 0.0012
+
+    shared, other = M(), M()
+    other.seconds = 0.002
+    assert _measured_text({"osc-2": shared, "osc-2[2]": shared, "bsconv-s": other}) == \
+        "osc-2 = osc-2[2] 1.20 ms, bsconv-s 2.00 ms"
+
+
+# issue 14 item 4: sweep says which families it skipped
+def test_sweep_notes_skipped_families():
+    r = runner.invoke(app, ["sweep", "-c", "32", "-k", "3,5", "-f", "json"])
+    assert r.exit_code == 0
+    rows = json.loads(r.stdout)
+    at3 = [row for row in rows if row["kernel"] == 3]
+    assert {s["family"] for s in at3[0]["skipped"]} == {"slak", "shiftwise"}
+    assert all(row["skipped"] == [] for row in rows if row["kernel"] == 5)
+    assert "note: skipped slak at 1 of 2 targets (C=32 K=3)" in r.stderr
+    assert "note: skipped shiftwise" in r.stderr
+    r = runner.invoke(app, ["sweep", "-c", "32", "-k", "3", "-f", "csv"])
+    assert "skipped" not in r.stdout.splitlines()[0] and "note: skipped slak" in r.stderr

@@ -90,3 +90,94 @@ def test_help_lists_exit_codes():
     _, out, _ = _run(["--help"])
     assert "Exit codes" in out
     json.dumps(out)  # printable
+
+
+def _gpu_seen() -> bool:
+    torch = pytest.importorskip("torch")
+    return bool(torch.cuda.is_available())
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """A file that does not parse and one that parses but does not validate."""
+    (tmp_path / "broken.json").write_text("{bad")
+    (tmp_path / "invalid.json").write_text('{"format": "osc-design.layer"}')
+    return tmp_path
+
+
+# issue 14 item 3: 2 for anything the user gave that is invalid, the same for every command
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["solve", "-c", "256", "-k", "7", "--objective", "latency"], "solve has no latency model"),
+        (["verify", "{d}/broken.json"], "invalid JSON"),
+        (["verify", "{d}/invalid.json"], "unknown layer-spec version"),
+        (["export", "{d}/broken.json"], "invalid JSON"),
+        (["export", "{d}/invalid.json"], "unknown layer-spec version"),
+        (["sweep", "-c", "32", "-k", "3", "--families", "osc,bogus"], "'bogus' is not a family"),
+        (["network", "resnet18", "--policy", "nope"], "Invalid value for '--policy': 'nope' is not a family"),
+        (["network", "--from", "{d}/broken.json"], "invalid JSON"),
+        (["network", "cifar-resnet20", "--policy", "bsconv-s", "--option", "p=abc"],
+         "Invalid value for '--option': bsconv-s: option `p` (='abc') must be a number"),
+        (["network", "cifar-resnet20", "--policy", "bsconv-s", "--option", "q=1"],
+         "bsconv-s: unknown option `q` (=1)"),
+        (["network", "cifar-resnet20", "--policy", "bsconv-s", "--option", "with_bn=maybe"],
+         "option `with_bn` (='maybe') must be true or false"),
+        (["network", "cifar-resnet20", "--policy", "bsconv-s", "--option", "p=5"],
+         "`p` (=5) must be in (0, 1] (no layer could use it)"),
+        (["network", "resnet18", "--policy", "any", "--option", "p=0.5"], "--policy any takes no family options"),
+        (["plot", "scaling", "-i", "14x20", "-o", "{d}/s.png"], "'14x20': the scaling plot takes a square size"),
+        (["plot", "pareto", "-o", "{d}/p.png"], "give --channels (C_in = C_out) for the pareto plot"),
+        (["--square-only", "true", "-c", "8", "-k", "3"], "--square-only is an on/off flag and takes no value"),
+        (["compare", "-c", "8", "-k", "3", "--dilation", "false"], "--dilation is an on/off flag"),
+    ],
+)
+def test_invalid_input_exits_2(bad_files, args, message):
+    exit_code, out, err = _run([a.format(d=bad_files) for a in args])
+    assert exit_code == 2, err
+    assert err.startswith("Error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in out + err and "--in-channels" not in err
+
+
+@pytest.mark.parametrize("command", [["-c", "8", "-k", "3", "--backend", "torch"],
+                                     ["compare", "-c", "8", "-k", "3", "--backend", "torch"],
+                                     ["network", "cifar-resnet20", "--backend", "torch"],
+                                     ["calibrate", "--backend", "torch"],
+                                     ["plot", "pareto", "-c", "8", "-k", "3", "-o", "p.png", "--backend", "torch"]])
+def test_unavailable_device_exits_2(command, tmp_path, monkeypatch):
+    if _gpu_seen():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    exit_code, _, err = _run([*command, "--device", "cuda"])
+    assert exit_code == 2 and "Invalid value for '--device': 'cuda' is not available" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_valid_input_without_a_design_exits_1():
+    exit_code, _, err = _run(["network", "cifar-resnet20", "--policy", "bsconv-u", "--budget-params", "0.01"])
+    assert exit_code == 1 and "below the smallest achievable" in err and err.count("\n") == 1
+
+
+def test_help_states_the_exit_code_policy():
+    _, out, _ = _run(["--help"])
+    text = " ".join(out.replace("│", " ").split())
+    assert "Exit codes: 0 ok; 2 invalid input (arguments, option values, files that do not parse or validate, " \
+           "an unavailable backend or device); 1 valid input without a valid design, or a failed check." in text
+
+
+# issue 14 item 6: help and messages
+def test_help_keeps_bracketed_defaults_and_flags_have_no_metavar():
+    _, out, _ = _run(["--help"])
+    text = " ".join(out.replace("│", " ").split())
+    assert "[default: 56]" in text and "[default: free]" in text
+    line = next(x for x in out.splitlines() if "--square-only" in x)
+    assert "<bool>" not in line
+    _, out, _ = _run(["sweep", "--help"])
+    assert "[default: all]" in " ".join(out.replace("│", " ").split())
+
+
+def test_validator_prefix_is_stripped(capsys):
+    from osc_design.cli._app import _fail
+
+    assert _fail("Value error, `p` (=2) must be in (0, 1]", 2) == 2
+    assert capsys.readouterr().err == "Error: `p` (=2) must be in (0, 1]\n"

@@ -32,9 +32,30 @@ def latency_model(backend: LatencyBackend | None, device: Device, batch: int,
     timed = out.op_progress(f"timing new ops on {backend.value if backend else ''}", before)
     if backend is None:
         return None, timed
+    check_device(backend, device)
     from ..latency import LatencyModel
 
     return LatencyModel(backend.value, device.value, batch=batch, progress=timed[0]), timed
+
+
+def check_device(backend: LatencyBackend, device: Device) -> None:
+    """A usage error of ``--device`` when the framework does not see it (``cuda`` without a GPU)."""
+    if device is not Device.cuda:
+        return
+    if backend is LatencyBackend.torch:
+        import torch
+
+        seen = torch.cuda.is_available()
+    else:
+        import jax
+
+        try:
+            seen = bool(jax.devices("gpu"))
+        except RuntimeError:
+            seen = False
+    if not seen:
+        raise typer.BadParameter(f"'cuda' is not available: {backend.value} sees no GPU on this machine",
+                                 param_hint="'--device'")
 
 
 def _check_latency_options(solver: SolverOptions, lat: LatencyOptions) -> None:
@@ -84,6 +105,8 @@ def run_compare(target_options: TargetOptions, solver: SolverOptions, io: Output
 
     target, defaulted = target_options.target()
     _check_latency_options(solver, lat)
+    if lat.backend is not None:
+        check_device(lat.backend, lat.device)
     osc = solver.solver_kwargs()
     result = compare(target, options={"osc": osc, "osc-2": {k: v for k, v in osc.items() if k != "max_stages"}})
     latency, fastest = _timed(target, result, solver, lat)
@@ -93,14 +116,15 @@ def run_compare(target_options: TargetOptions, solver: SolverOptions, io: Output
                          lambda: result.to_dict(input_size_default=defaulted, latency=latency, fastest=fastest),
                          lambda: result.rows(latency)):
         return
-    parts = _comparison_parts(result, target, defaulted, out.width(io.output), latency)
+    parts = _comparison_parts(result, target, defaulted, latency)
     parts += _latency_parts(lat, latency, fastest)
     from .. import _render as r
 
-    out.emit(out.render(*parts, *r.solution_renderables(result.optimal), output=io.output), io.output)
+    title = "Optimal separable convolution" if fastest is None else "Params-optimal OSC design (not the fastest)"
+    out.emit(out.render(*parts, *r.solution_renderables(result.optimal, title), output=io.output), io.output)
 
 
-def _comparison_parts(result: Any, target: Target, defaulted: bool, width: int, latency: dict[str, Any]) -> list[Any]:
+def _comparison_parts(result: Any, target: Target, defaulted: bool, latency: dict[str, Any]) -> list[Any]:
     from rich.text import Text
 
     from .. import _render as r
@@ -108,7 +132,7 @@ def _comparison_parts(result: Any, target: Target, defaulted: bool, width: int, 
     best = result.best.family if result.best else None
     conv = next((d.cost for d in result.designs if d.family == "conv"), None)
     parts: list[Any] = [r.target_line(target, " (default)" if defaulted else ""),
-                        r.comparison_table(result.designs, best, conv, width, latency)]
+                        r.comparison_table(result.designs, best, conv, latency)]
     if best:
         parts.append(Text(f"* best fully-covering design by params: {best}", style="green"))
     parts += [Text(f"skipped {fam}: {reason}", style="yellow") for fam, reason in result.skipped]
@@ -129,11 +153,32 @@ def _latency_parts(lat: LatencyOptions, latency: dict[str, Any], fastest: Any) -
     if fastest is not None:
         meas = ("" if fastest.measured_seconds is None else
                 f", measured {fastest.measured_seconds * 1e3:.2f} ms (fastest measured of "
-                + ", ".join(f"{n} {m.seconds * 1e3:.2f}" for n, m in fastest.measured.items()) + " ms)")
+                + _measured_text(fastest.measured) + ")")
         parts.append(Text(f"\nFastest fully-covering design on {backend}: {fastest.name}, predicted "
-                          f"{fastest.seconds * 1e3:.2f} ms ({fastest.speedup:.1f}x the conv){meas}; "
+                          f"{fastest.seconds * 1e3:.2f} ms ({_speedup_text(fastest.speedup)}){meas}; "
                           f"space: {fastest.space}", style="bold"))
+        from .. import _render as r
+
+        parts += [Text(f"\nStages of the fastest design ({fastest.name}):", style="bold"), r.stages_table(fastest.spec)]
     return parts
+
+
+def _speedup_text(speedup: float | None) -> str:
+    """``58.1x faster than the conv`` (or slower), by the predicted latencies."""
+    if speedup is None:
+        return "no conv prediction to compare with"
+    if speedup >= 1:
+        return f"{speedup:.1f}x faster than the conv"
+    return f"{1 / speedup:.1f}x slower than the conv"
+
+
+def _measured_text(measured: dict[str, Any]) -> str:
+    """The refined designs' measured latencies, each design once: names that are the same ops in the same
+    order share one measurement and are listed together (``slak = depthwise-separable 1.20 ms``)."""
+    groups: dict[int, tuple[list[str], Any]] = {}
+    for name, m in measured.items():
+        groups.setdefault(id(m), ([], m))[0].append(name)
+    return ", ".join(f"{' = '.join(names)} {m.seconds * 1e3:.2f} ms" for names, m in groups.values())
 
 
 @app.callback(invoke_without_command=True)
@@ -144,7 +189,8 @@ def root(
     solver: SolverOptions,
     io: OutputOptions,
     latency: LatencyOptions,
-    version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, metavar="",
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """Compare every operator family for one target conv (the same as `compare`).
 
@@ -180,7 +226,7 @@ def solve_cmd(
     solver: SolverOptions,
     *,
     pareto: Annotated[bool, typer.Option(
-        "--pareto", help="List the Pareto front over (params, MACs, stages).")] = False,
+        "--pareto", metavar="", help="List the Pareto front over (params, MACs, stages).")] = False,
     io: OutputOptions,
 ) -> None:
     """Find the optimal separable convolution for one target, with its certificate.
@@ -188,6 +234,9 @@ def solve_cmd(
     Example: osc-design solve --channels 256 --kernel 7 --max-stages 2 --format json
     """
     check_output(io.output)
+    if solver.objective is Objective.latency:
+        raise typer.BadParameter("solve has no latency model: use `osc-design compare --objective latency "
+                                 "--backend torch` (or jax) for the fastest design", param_hint="'--objective'")
     t, defaulted = target.target()
     from ..compare import pareto_rows, solution_document, solution_row
     from ..solver import pareto_front, solve

@@ -15,6 +15,7 @@ from ._app import app
 from .compare import latency_model
 from .options import BatchOpt, Device, DeviceOpt, Format, FormatOpt, LatencyBackend, Output, check_output
 
+
 class PlanObjective(str, Enum):
     params = "params"
     latency = "latency"
@@ -42,6 +43,39 @@ def _parse_options(pairs: list[str] | None) -> dict[str, Any]:
                                      param_hint="'--option'")
         options[key] = value
     return options
+
+
+def _check_policy(policy: str, options: dict[str, Any]) -> None:
+    """``--policy`` must be a family id or ``any``, and every ``--option`` one of that family's options with a
+    value of the right kind: checked once, before any layer is planned."""
+    from ..families import check_options
+    from ..registry import family_ids
+
+    ids = family_ids()
+    if policy not in (*ids, "any"):
+        raise typer.BadParameter(f"{policy!r} is not a family: use any or one of {', '.join(ids)}",
+                                 param_hint="'--policy'")
+    if options and policy == "any":
+        raise typer.BadParameter("--policy any takes no family options (give a family with --policy)",
+                                 param_hint="'--option'")
+    try:
+        check_options(policy, options) if options else None
+    except OptionError as e:
+        raise typer.BadParameter(str(e), param_hint="'--option'") from None
+
+
+def _check_option_values(plan: Any, options: dict[str, Any]) -> None:
+    """A usage error when an option value kept every layer: no layer was replaced, and every layer the
+    family could not be built for names a given option (``--option p=5``: `p` must be in (0, 1])."""
+    if not options or any(lp.replaced for lp in plan.layers):
+        return
+    reasons = [lp.reason for lp in plan.layers if "cannot be built here" in lp.reason]
+    for name in options:
+        if reasons and all(f"`{name}`" in r for r in reasons):
+            reason = reasons[0].split("cannot be built here: ", 1)[-1]
+            if not reason.startswith(f"{plan.policy}: "):
+                reason = f"{plan.policy}: {reason}"
+            raise typer.BadParameter(f"{reason} (no layer could use it)", param_hint="'--option'")
 
 
 def _layers(name: str | None, from_file: Path | None) -> tuple[str, Any]:
@@ -111,6 +145,7 @@ def network_cmd(
     if (name is None) == (from_file is None):
         raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
     options = _parse_options(option)
+    _check_policy(policy, options)
     network, layers = _layers(name, from_file)
     budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
     from ..networks.plan import plan_network
@@ -129,6 +164,7 @@ def network_cmd(
     finally:
         close()
         close_timing()
+    _check_option_values(plan, options)
     if not out.emit_document(fmt, output, plan.to_dict, plan.rows):
         from .. import _render as r
 

@@ -72,7 +72,7 @@ Kernel = Annotated[str | None, typer.Option("--kernel", "-k", help="Kernel size:
 Stride = Annotated[str, typer.Option("--stride", "-s", help="Stride: 2 or 2x1.")]
 InputSize = Annotated[str | None, typer.Option(
     "--input-size", "-i",
-    help=f"Input size: 14 or 14x14 [default: {DEFAULT_INPUT}].")]
+    help=f"Input size: 14 or 14x14 \\[default: {DEFAULT_INPUT}].")]
 
 
 class Objective(str, Enum):
@@ -85,9 +85,9 @@ class Objective(str, Enum):
 ObjectiveOpt = Annotated[Objective, typer.Option("--objective", help="What the OSC solver minimises.")]
 MaxStages = Annotated[int | None, typer.Option(
     "--max-stages", callback=positive,
-    help="Most conv stages for the OSC solver [default: free].")]
-SquareOnly = Annotated[bool, typer.Option("--square-only", help="Only square kernels in OSC stages.")]
-Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", help="Allow dilated OSC stages.")]
+    help="Most conv stages for the OSC solver \\[default: free].")]
+SquareOnly = Annotated[bool, typer.Option("--square-only", metavar="", help="Only square kernels in OSC stages.")]
+Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", metavar="", help="Allow dilated OSC stages.")]
 
 
 class Format(str, Enum):
@@ -108,7 +108,7 @@ LatBackend = Annotated[LatencyBackend | None, typer.Option(
     "--backend",
     help="Predict latency on this framework (adds a column; needed by --objective latency).")]
 Measure = Annotated[bool, typer.Option(
-    "--measure",
+    "--measure", metavar="",
     help="Also measure each design's latency (slow: runs every module).")]
 
 

@@ -27,24 +27,41 @@ def emit(text: str, output: Path | None) -> None:
         raise typer.BadParameter(f"{str(output)!r}: {e.strerror or e}", param_hint="'--output'") from None
 
 
-def width(output: Path | None) -> int:
-    """The terminal's width (at least 60) on a terminal; 120 columns in pipes and files."""
+PLAIN_WIDTH = 120
+"""Width of text lines (not tables) in pipes and files; a wider table keeps its own width."""
+
+
+def terminal_width(output: Path | None) -> int | None:
+    """The terminal's width when writing to a terminal stdout; ``None`` in pipes and files (tables size to
+    their content there)."""
     if output is None and sys.stdout.isatty():
         from rich.console import Console
 
-        return max(60, Console().width)
-    return 120
+        return Console().width
+    return None
 
 
-def render(*renderables: Any, output: Path | None) -> str:
-    """Render rich objects to text: colour only for a terminal stdout, 80+ columns, plain in files."""
+def render(*renderables: Any, output: Path | None, width: int | None = None) -> str:
+    """Render rich objects to text: colour only for a terminal stdout, plain in files.
+
+    On a terminal (or at an explicit ``width``) every table is fitted to the width without cutting a
+    number (:func:`osc_design._render.fit`); in pipes and files tables take the width their content needs
+    and text wraps at :data:`PLAIN_WIDTH` columns (or the widest table's width).
+    """
     from rich.console import Console
 
+    from .._render import fit
+
     to_terminal = output is None and sys.stdout.isatty()
+    width = width if width is not None else terminal_width(output)
+    parts = [fit(r, width) for r in renderables]
+    if width is None:
+        probe = Console(width=10**6, color_system=None)
+        width = max([PLAIN_WIDTH] + [probe.measure(r).maximum for r in parts if hasattr(r, "columns")])
     buf = io.StringIO()
-    console = Console(file=buf, width=width(output), force_terminal=to_terminal,
+    console = Console(file=buf, width=width, force_terminal=to_terminal,
                       color_system="auto" if to_terminal else None, highlight=False, soft_wrap=False)
-    for r in renderables:
+    for r in parts:
         console.print(r)
     return buf.getvalue()
 

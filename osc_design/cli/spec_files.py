@@ -27,15 +27,13 @@ class ExportTarget(str, Enum):
 
 
 def _load_spec(path: Path) -> Any:
-    from ..errors import SchemaError
+    """The spec file's layer spec; a file that is missing, does not parse or does not validate is invalid
+    input (exit 2: :class:`~osc_design.errors.SchemaError` is a usage error of the application)."""
     from ..serialize import load
 
     if not path.is_file():
         raise typer.BadParameter(f"{str(path)!r} is not a readable file", param_hint="'SPEC'")
-    try:
-        return load(path)
-    except SchemaError as e:
-        raise OscDesignError(str(e)) from None
+    return load(path)
 
 
 SpecArg = Annotated[Path, typer.Argument(help="A layer-spec JSON file (format osc-design.layer).", show_default=False)]
@@ -80,7 +78,8 @@ def verify_cmd(
         from .. import _render as r
 
         parts: list[Any] = [r.target_line(spec.target.with_input_size(size) if size else spec.target),
-                            Text(f"family {spec.family}, {spec.stages} conv stages, {len(spec.nodes) - 1} ops"),
+                            Text(f"family {spec.family}, {r.plural(spec.stages, 'conv stage')}, "
+                                 f"{r.plural(len(spec.nodes) - 1, 'op')}"),
                             r.cost_lines(c), Text(f"  receptive field: {cov.describe()}")]
         if report is not None:
             parts.append(r.checks_table(report))

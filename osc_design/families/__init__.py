@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..registry import Family, registered
-from ._common import SYMBOL_NAMES, _symbol_table, count_macs, count_params, evaluate, symbols
+from ._common import SYMBOL_NAMES, _symbol_table, check_options, count_macs, count_params, evaluate, symbols
 from .dense import build_conv, build_grouped
 from .separable import build_depthwise_separable, build_depthwise_spatial_separable, build_spatial_separable
 from .bsconv import bsconv_mid_channels, build_bsconv_s, build_bsconv_u
@@ -44,6 +44,7 @@ __all__ = [
     "OSC_OPTIONS",
     "symbols",
     "evaluate",
+    "check_options",
     "count_params",
     "count_macs",
     "chain_params_expr",

@@ -133,6 +133,48 @@ def _options(family: str, given: Mapping[str, Any], defaults: Mapping[str, Any])
     return {**defaults, **given}
 
 
+def _kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    """What an option whose default is ``default`` accepts, in words, and the test (``None``: not checked here)."""
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "an integer", lambda v: type(v) is int
+    if isinstance(default, float):
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(default, str):
+        return "text", lambda v: isinstance(v, str)
+    return None
+
+
+def check_options(family: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``options`` against the registered ``family``'s options before any design is built: each name
+    must be one of the family's options, and each value of the kind its default is (true/false, an
+    integer, a number, text). Values the builder checks against a target (ranges, kernel fits) are left
+    to it.
+
+    Raises :class:`~osc_design.errors.OptionError` naming the option and its value (``rule`` ``"unknown"``
+    or ``"kind"``).
+
+    >>> check_options("bsconv-s", {"p": 0.5, "with_bn": True})
+    {'p': 0.5, 'with_bn': True}
+    >>> check_options("bsconv-s", {"p": "abc"})
+    Traceback (most recent call last):
+    ...
+    osc_design.errors.OptionError: bsconv-s: option `p` (='abc') must be a number
+    """
+    from ..errors import OptionError
+
+    defaults = get_family(family).options
+    for name, value in options.items():
+        if name not in defaults:
+            allowed = ", ".join(f"`{k}`" for k in defaults) or "none"
+            raise OptionError(f"{family}: unknown option `{name}` (={value!r}); options: {allowed}", name, "unknown")
+        kind = _kind(defaults[name])
+        if kind is not None and not kind[1](value):
+            raise OptionError(f"{family}: option `{name}` (={value!r}) must be {kind[0]}", name, "kind")
+    return dict(options)
+
+
 def _check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise SpecError(f"`{name}` (={value!r}) must be true or false")
