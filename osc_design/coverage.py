@@ -57,7 +57,7 @@ class OffsetSet:
         return cls((0, 0), np.ones((1, 1), dtype=bool))
 
     def key(self) -> tuple[tuple[int, int], tuple[int, int], bytes]:
-        return (self.origin, self.mask.shape, np.packbits(self.mask).tobytes())  # type: ignore[return-value]
+        return (self.origin, self.mask.shape, np.packbits(self.mask).tobytes())
 
     def translate(self, dy: int, dx: int) -> OffsetSet:
         return OffsetSet((self.origin[0] + dy, self.origin[1] + dx), self.mask)
@@ -291,13 +291,20 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
 class ChainStage(Protocol):
     """What :func:`chain_coverage` reads of a stage (a :class:`~osc_design.ops.Conv2d` or a solver stage)."""
 
-    in_channels: int
-    out_channels: int
-    groups: int
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
+    @property
+    def in_channels(self) -> int: ...
+    @property
+    def out_channels(self) -> int: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def kernel_size(self) -> tuple[int, int]: ...
+    @property
+    def stride(self) -> tuple[int, int]: ...
+    @property
+    def padding(self) -> tuple[int, int]: ...
+    @property
+    def dilation(self) -> tuple[int, int]: ...
 
 
 def _shuffled(prev: ChainStage, st: ChainStage) -> bool:
@@ -308,9 +315,12 @@ def _shuffled(prev: ChainStage, st: ChainStage) -> bool:
 def chain_footprint(stages: Sequence[ChainStage], a: int) -> set[int]:
     """Offsets, in input pixels and relative to an output pixel's position, that the chain reads along axis ``a``.
 
-    >>> from osc_design.ops import Conv2d
-    >>> sorted(chain_footprint([Conv2d("a", ("x",), 4, 4, 3, padding=1, groups=4)], 0))
-    [-1, 0, 1]
+    >>> from osc_design.spec import GraphBuilder, Target
+    >>> b = GraphBuilder(Target(4, 4, 5, stride=(2, 1)))
+    >>> y = b.conv2d(b.input, 4, (3, 1), padding=(1, 0), stride=(2, 1))
+    >>> spec = b.build(b.conv2d(y, 4, (2, 1), padding=(1, 0)))
+    >>> sorted(chain_footprint(spec.convs, 0))  # {-1, 0, 1} + 2 * {-1, 0}
+    [-3, -2, -1, 0, 1]
     """
     offs, cum = {0}, 1
     for st in stages:
@@ -337,7 +347,8 @@ def _group_dependence(stages: Sequence[ChainStage]) -> tuple[list[int], np.ndarr
             ids = rows[:, 0]
         else:
             index: dict[frozenset, int] = {}
-            new_sets, new_ids = [], []
+            new_sets: list[int] = []
+            new_ids: list[int] = []
             for row in rows.tolist():
                 key = frozenset(row)
                 k = index.get(key)
@@ -365,11 +376,12 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     Dependences are bit sets over the first stage's groups (each stands for its block of ``n_1``
     input channels); groups with the same dependence share one set, so a depthwise stage only relabels.
 
-    >>> from osc_design.ops import Conv2d
-    >>> a = Conv2d("a", ("x",), 4, 4, (3, 1), padding=(1, 0), groups=2)
-    >>> b = Conv2d("b", ("a",), 4, 4, (1, 3), padding=(0, 1), groups=2)
-    >>> chain_coverage(Target(4, 4, 3), [a, b]).full
-    True
+    >>> from osc_design.spec import GraphBuilder
+    >>> b = GraphBuilder(Target(4, 4, 3))
+    >>> y = b.channel_shuffle(b.conv2d(b.input, 4, (3, 1), padding=(1, 0), groups=2), 2)
+    >>> spec = b.build(b.conv2d(y, 4, (1, 3), padding=(0, 1), groups=2))
+    >>> chain_coverage(spec.target, spec.convs).full, coverage(spec).full
+    (True, True)
     """
     cin = target.in_channels
     (kh, kw) = target.kernel_size

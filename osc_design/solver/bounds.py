@@ -34,7 +34,7 @@ def _root(P: int | float, m: int) -> float:
     return mu
 
 
-def waterfill(weights: Sequence[int], V: int | float) -> float:
+def waterfill(weights: Sequence[float], V: int | float) -> float:
     """``min sum_i w_i z_i`` subject to ``z_i >= 1`` and ``prod_i z_i >= V``.
 
     KKT: ``w_i z_i = mu`` on the free variables (the smallest weights), ``z_i = 1`` on the rest; with
@@ -46,7 +46,7 @@ def waterfill(weights: Sequence[int], V: int | float) -> float:
     ws = sorted(weights)
     if V <= 1 or not ws:
         return float(sum(ws))
-    tail = 0
+    tail: float = 0
     for m in range(len(ws), 0, -1):
         P: int | float = V
         for w in ws[:m]:
@@ -155,7 +155,7 @@ def bound_parts(target: Target, N: int, widths: Widths, square: bool, dilated: b
     """
     c = _stage_widths(target, N, widths)
     lows = _stage_lows(target, N, widths)
-    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
+    (kh, kw), (sh, sw) = target.kernel_size, target.stride
     cin = target.in_channels
     spatial = max(kh, kw) ** 2 if (square and lam >= 1.0) else kh * kw
     V: int | float = cin * spatial if lam >= 1.0 else lam * cin * spatial
@@ -178,7 +178,7 @@ def bound_parts(target: Target, N: int, widths: Widths, square: bool, dilated: b
     two = sorted(i for v in reps.values() for i in v)
     if len(weights) == 1:
         for j in one:
-            w = list(c)
+            w: list[float] = list(c)
             w[j] *= weights[0]
             tag = str(j) if isinstance(widths, tuple) else ""
             layouts[("one", _position_class(N, j), tag)] = waterfill_low(w, lows, cin)
@@ -230,7 +230,7 @@ def min_area(target: Target) -> int:
     area = 1
     for a in (0, 1):
         h, o = target.input_size[a], target.output_size[a]  # type: ignore[index]
-        K, p = target.kernel_size[a], target.padding[a]
+        K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
         area *= max(0, min(h, h + 2 * p - K, o - 1))
     return area
 

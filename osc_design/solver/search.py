@@ -291,7 +291,7 @@ class Search:
             cin = self.cin if t == 1 else space.width(t - 1, False)
             cout = space.width(t, t == N)
             stride = space.target.stride if combo.kind == "stride" else (1, 1)
-            stages.append(Stage(cin, cout, cin // trace.fan_in, combo.kernel, stride,  # type: ignore[arg-type]
+            stages.append(Stage(cin, cout, cin // trace.fan_in, combo.kernel, stride,
                                 combo.padding, combo.dilation))
             t -= 1
             if t == 0:

@@ -37,7 +37,7 @@ def stage_cap(target: Target, *, dilation: bool = False, square_only: bool = Fal
     11
     """
     n = clog2(target.in_channels) + 1
-    (kh, kw), (sh, sw) = target.kernel_size, target.stride  # type: ignore[misc]
+    (kh, kw), (sh, sw) = target.kernel_size, target.stride
     if square_only and not dilation:
         n += max(1, -(-(max(kh, kw) - 1) // 2))
     else:
