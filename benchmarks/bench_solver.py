@@ -21,7 +21,7 @@ from collections.abc import Callable
 from osc_design import Target, coverage
 from osc_design.coverage import chain_coverage
 from osc_design.solver import solve
-from osc_design.solver.api import _solve_cached
+from osc_design.solver.api import _solve_cached, _solve_space
 from osc_design.solver.bounds import rem_bound
 from osc_design.solver.chain import model_coverage
 
@@ -30,6 +30,7 @@ USUAL = [16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 10
 
 def clear() -> None:
     _solve_cached.cache_clear()
+    _solve_space.cache_clear()
     rem_bound.cache_clear()
 
 

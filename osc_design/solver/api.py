@@ -16,8 +16,17 @@ from .space import SearchSpace, check_verify
 __all__ = ["solve", "pareto_front"]
 
 
+@lru_cache(maxsize=4096, typed=True)
+def _solve_cached(target: Target, objective: str, max_stages: int | None, square_only: bool, dilation: bool,
+                  widths: tuple[int, ...] | int | None, min_coverage: float, verify: str) -> Solution:
+    """:func:`solve` per arguments as given (``typed``: ``True`` is not taken for ``1.0``); validates once."""
+    space = SearchSpace.create(target, objective, max_stages, square_only, dilation, widths, min_coverage)
+    return _solve_space(space, check_verify(verify))
+
+
 @lru_cache(maxsize=4096)
-def _solve_cached(space: SearchSpace, verify: str) -> Solution:
+def _solve_space(space: SearchSpace, verify: str) -> Solution:
+    """:func:`solve` per validated space (equal spaces share a solution, however their options were spelt)."""
     search = Search(space)
     known = INF
     smaller = space.smaller()
@@ -25,7 +34,7 @@ def _solve_cached(space: SearchSpace, verify: str) -> Solution:
         # designs in a smaller space lie in this one (up to the dominance rules, which keep one at least
         # as good): their optimum caps the search
         try:
-            known = float(_solve_cached(smaller, "none").cost.params)
+            known = float(_solve_space(smaller, "none").cost.params)
         except InfeasibleDesignError:
             known = INF
     found = search.solve(space_bound(space, search.rho), known=known)
@@ -89,8 +98,13 @@ def solve(target: Target, objective: str = "params", max_stages: int | None = No
     >>> [c.kernel_size for c in sol.spec.convs], [c.groups for c in sol.spec.convs]
     ([(7, 1), (1, 7)], [16, 16])
     """
-    space = SearchSpace.create(target, objective, max_stages, square_only, dilation, widths, min_coverage)
-    return _solve_cached(space, check_verify(verify))
+    if isinstance(widths, list):
+        widths = tuple(widths)
+    try:
+        return _solve_cached(target, objective, max_stages, square_only, dilation, widths, min_coverage, verify)
+    except TypeError:  # an unhashable argument: name it if it is a bad one
+        space = SearchSpace.create(target, objective, max_stages, square_only, dilation, widths, min_coverage)
+        return _solve_space(space, check_verify(verify))
 
 
 def pareto_front(target: Target, max_stages: int | None = None, square_only: bool = False, dilation: bool = False,

@@ -68,11 +68,13 @@ Layer = dict[State, dict[int, Entry]]
 
 
 class _Pruner:
-    """Branch and bound for one stage: the relaxation bound for completing a prefix (cached)."""
+    """Branch and bound for one stage: the pass's upper bound and the relaxation bound for completing a
+    prefix (cached)."""
 
-    __slots__ = ("rest", "volume", "left", "cache")
+    __slots__ = ("ub", "rest", "volume", "left", "cache")
 
-    def __init__(self, rest: float, volume: float, left: int) -> None:
+    def __init__(self, ub: float, rest: float, volume: float, left: int) -> None:
+        self.ub = ub  # entries costing more are dropped (with a relative tolerance for float rounding)
         self.rest = rest  # smallest later width times the cost factor; 0: nothing to prune with
         self.volume = volume
         self.left = left
@@ -193,22 +195,22 @@ class Search:
         space = self.space
         cin = self.cin if stage == 1 else space.width(stage - 1, False)
         left = self.n_hi - stage
-        prune = _Pruner(space.min_width(stage + 1) * self.rho if left else 0.0, self.need, left)
+        prune = _Pruner(ub_tol, space.min_width(stage + 1) * self.rho if left else 0.0, self.need, left)
         nxt: Layer = {}
         cands: Layer = {}
         if stage < self.n_hi or space.uniform:
-            self._extend(layer, nxt, stage, cin, space.width(stage, False), ub_tol, prune)
+            self._extend(layer, nxt, stage, cin, space.width(stage, False), prune)
         if stage >= self.n_lo and not space.uniform:
-            self._extend(layer, cands, stage, cin, space.width(stage, True), ub_tol, prune)
+            self._extend(layer, cands, stage, cin, space.width(stage, True), prune)
         _pareto_filter(nxt)
         _pareto_filter(cands)
         return nxt, cands
 
-    def _extend(self, layer: Layer, out: Layer, stage: int, cin: int, cout: int, ub_tol: float,
-                prune: _Pruner) -> None:
+    def _extend(self, layer: Layer, out: Layer, stage: int, cin: int, cout: int, prune: _Pruner) -> None:
         """Add to ``out`` every stage ``cin -> cout`` from the entries of ``layer`` that may fit the bound."""
         fan = fanins(cin, cout)
         fan0 = fan[0]
+        ub_tol = prune.ub
         for key, entries in layer.items():
             cmin_key = min(e.cost for e in entries.values())
             for kind in self._kinds(key.phase):
@@ -218,12 +220,12 @@ class Search:
                     best_case = cmin_key + fan0 * unit
                     if best_case > ub_tol or (prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
                         continue
-                    self._relax(key, entries, combo, fan, unit, out, ub_tol, prune)
+                    self._relax(key, entries, combo, fan, unit, out, prune)
 
     def _relax(self, key: State, entries: dict[int, Entry], combo: Combo, fan: tuple[int, ...], unit: int,
-               out: Layer, ub_tol: float, prune: _Pruner) -> None:
+               out: Layer, prune: _Pruner) -> None:
         """Take ``combo`` with every fan-in from every entry of ``key``; keep the cheapest per new reach."""
-        full = self.cin
+        full, ub_tol = self.cin, prune.ub
         state = combo.state
         slot = out.get(state)
         for r, entry in entries.items():
