@@ -1,8 +1,8 @@
 """The exact dynamic programme over chain prefixes (see "The search" in :mod:`osc_design.solver`).
 
 A layer of the programme maps a spatial :class:`State` (both axes' footprint states and the stride
-phase) to its Pareto-filtered entries, channel reach -> :class:`Entry` (cost so far and the
-:class:`Trace` of the stage that reached it). A stage from a state is a :class:`Combo` (kernel,
+phase) to its Pareto-filtered entries, channel reach -> :class:`Entry` (cost so far and the stage
+that reached it). A stage from a state is a :class:`Combo` (kernel,
 dilation, padding and the new state, for both axes together) times a fan-in; branch and bound with
 the relaxation for the remaining stages (:func:`~osc_design.solver.bounds.rem_lb`) drops what
 cannot beat the upper bound. :meth:`Search.solve` raises the upper bound until designs are found.
@@ -19,7 +19,7 @@ from .chain import Stage
 from .intmath import fanins
 from .space import SearchSpace
 
-__all__ = ["State", "Need", "Combo", "Trace", "Entry", "Search"]
+__all__ = ["State", "Need", "Combo", "Entry", "Search"]
 
 
 class State(NamedTuple):
@@ -50,18 +50,15 @@ class Combo(NamedTuple):
     need: Need  # of the state reached
 
 
-class Trace(NamedTuple):
-    """How an entry was reached: the previous state and reach, the stage's move and its fan-in."""
-
-    key: State
-    reach: int
-    combo: Combo
-    fan_in: int
-
-
 class Entry(NamedTuple):
+    """A DP entry: the cost so far and how it was reached (the previous state and channel reach, the last
+    stage's move and fan-in; ``combo`` is ``None`` for the empty chain)."""
+
     cost: float
-    trace: Trace | None
+    key: State | None
+    reach: int
+    combo: Combo | None
+    fan_in: int
 
 
 Layer = dict[State, dict[int, Entry]]
@@ -81,10 +78,14 @@ class _Pruner:
         self.cache: dict[tuple, float] = {}
 
     def lower(self, r: int, need: Need) -> float:
+        """Lower bound on the cost of completing a prefix with channel reach ``r`` in a state needing ``need``."""
         key = (r * need.taps, need.ah, need.aw)
         lb = self.cache.get(key)
-        if lb is None:
-            lb = self.cache[key] = self.rest * rem_lb(self.volume / key[0], key[1], key[2], self.left)
+        return self.fill(key) if lb is None else lb
+
+    def fill(self, key: tuple[int, float, float]) -> float:
+        """:meth:`lower` for ``key = (covered volume, ah, aw)``, computed and cached."""
+        lb = self.cache[key] = self.rest * rem_lb(self.volume / key[0], key[1], key[2], self.left)
         return lb
 
 
@@ -96,6 +97,7 @@ class Search:
         target = space.target
         self.n_lo, self.n_hi = space.n_lo, space.n_hi
         self.cin, self.cout = target.in_channels, target.out_channels
+        self.strided, self.lam = space.strided, space.lam  # read per entry
         self.axes = (Axis(space, 0), Axis(space, 1))
         self.volume = self.cin * target.kernel_size[0] * target.kernel_size[1]
         # axes whose spans only add (no dilation, full coverage): the remainder bound treats them apart
@@ -137,14 +139,14 @@ class Search:
 
     def accept(self, key: State, r: int) -> bool:
         """Does a design ending in ``key`` with channel reach ``r`` cover enough of the volume?"""
-        if self.space.strided and key.phase != 1:
+        if self.strided and key.phase != 1:
             return False
         th = self.axes[0].covered_taps(key.hs, key.phase == 1)
         tw = self.axes[1].covered_taps(key.ws, key.phase == 1)
         if not th or not tw:
             return False
         covered = r * th * tw
-        return covered == self.volume or covered / self.volume >= self.space.lam
+        return covered == self.volume or covered / self.volume >= self.lam
 
     def spatial_need(self, hs: tuple, ws: tuple) -> Need:
         """What a state still needs spatially, for the remainder bound.
@@ -167,13 +169,13 @@ class Search:
     def _kinds(self, phase: int) -> tuple[str, ...]:
         if phase == 1:
             return ("post",)
-        return ("pre", "stride") if self.space.strided else ("pre",)
+        return ("pre", "stride") if self.strided else ("pre",)
 
     # -- the programme -------------------------------------------------------------------------------
     def run(self, ub: float) -> dict[int, Entry]:
         """Best final entry per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``)."""
         h0, w0 = self.axes[0].initial(), self.axes[1].initial()
-        layer: Layer = {State(h0, w0, 0): {1: Entry(0, None)}}
+        layer: Layer = {State(h0, w0, 0): {1: Entry(0, None, 1, None, 1)}}
         finals: dict[int, Entry] = {}
         self.searched = 1
         for stage in range(1, self.n_hi + 1):
@@ -226,6 +228,8 @@ class Search:
                out: Layer, prune: _Pruner) -> None:
         """Take ``combo`` with every fan-in from every entry of ``key``; keep the cheapest per new reach."""
         full, ub_tol = self.cin, prune.ub
+        rest, cache = prune.rest, prune.cache  # the hot loop reads the bound cache itself
+        taps, ah, aw = combo.need
         state = combo.state
         slot = out.get(state)
         for r, entry in entries.items():
@@ -237,15 +241,18 @@ class Search:
                 c2 = c + n * unit
                 if c2 > ub_tol:
                     break
-                if prune.rest and c2 + prune.lower(r2, combo.need) > ub_tol:
-                    if r2 == full:
-                        break
-                    continue
+                if rest:
+                    lk = (r2 * taps, ah, aw)
+                    lb = cache.get(lk)
+                    if c2 + (prune.fill(lk) if lb is None else lb) > ub_tol:
+                        if r2 == full:
+                            break
+                        continue
                 if slot is None:
                     slot = out[state] = {}
                 cur = slot.get(r2)
                 if cur is None or c2 < cur.cost:
-                    slot[r2] = Entry(c2, Trace(key, r, combo, n))
+                    slot[r2] = Entry(c2, key, r, combo, n)
                 if r2 == full:
                     break
 
@@ -281,24 +288,24 @@ class Search:
             if finals and (not per_n or len(finals) == self.n_hi - self.n_lo + 1 or ub == INF):
                 break
         self.searched = total
-        return {N: (entry.cost, self.decode(N, entry.trace)) for N, entry in finals.items()}
+        return {N: (entry.cost, self.decode(N, entry)) for N, entry in finals.items()}
 
-    def decode(self, N: int, trace: Trace | None) -> list[Stage]:
-        """The stages of the ``N``-stage design whose last stage is ``trace`` (of the last :meth:`run`)."""
+    def decode(self, N: int, entry: Entry) -> list[Stage]:
+        """The stages of the ``N``-stage design ending in ``entry`` (of the last :meth:`run`)."""
         space = self.space
         stages: list[Stage] = []
         t = N
-        while trace is not None:
-            combo = trace.combo
+        while entry.combo is not None:
+            combo = entry.combo
             cin = self.cin if t == 1 else space.width(t - 1, False)
             cout = space.width(t, t == N)
             stride = space.target.stride if combo.kind == "stride" else (1, 1)
-            stages.append(Stage(cin, cout, cin // trace.fan_in, combo.kernel, stride,
+            stages.append(Stage(cin, cout, cin // entry.fan_in, combo.kernel, stride,
                                 combo.padding, combo.dilation))
             t -= 1
             if t == 0:
                 break
-            trace = self._layers[t - 1][trace.key][trace.reach].trace
+            entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
         stages.reverse()
         return stages
 
