@@ -205,7 +205,7 @@ def bound_parts(target: Target, N: int, widths: Widths, square: bool, dilated: b
 
 def bound_n(target: Target, N: int, widths: Widths, square: bool, dilated: bool,
              lam: float) -> float:
-    """Relaxation lower bound on the params of any ``N``-stage design of the space (see module docstring).
+    """Relaxation lower bound on the params of any ``N``-stage design of the space (see :mod:`osc_design.solver`).
 
     The product bound (``prod v_i >= V``) holds for every design. Without dilation and with full
     coverage a second bound holds as well: along an axis the span needed, ``K - 1``, is a sum of

@@ -45,7 +45,7 @@ class Certificate:
     all_n : bool
         True when the relaxation proves that no design with more than ``n_max`` stages is better.
     relaxation : float
-        ``e * C_out * ln(V)`` (real ``N``, equal widths; ``V`` the volume of the module docstring) or
+        ``e * C_out * ln(V)`` (real ``N``, equal widths; ``V`` the volume of :mod:`osc_design.solver`) or
         the ``N = 1..`` minimum when ``V < e``: the paper's continuous optimum, for reference.
     per_stage_bounds : tuple of float
         The ``N``-stage bound for each searched ``N`` (index 0 is ``N = n_min``).

@@ -97,7 +97,7 @@ class Search:
         target = space.target
         self.n_lo, self.n_hi = space.n_lo, space.n_hi
         self.cin, self.cout = target.in_channels, target.out_channels
-        self.strided, self.lam = space.strided, space.lam  # read per entry
+        self.strided, self.lam, self.uniform = space.strided, space.lam, space.uniform  # read per entry, stage
         self.axes = (Axis(space, 0), Axis(space, 1))
         self.volume = self.cin * target.kernel_size[0] * target.kernel_size[1]
         # axes whose spans only add (no dilation, full coverage): the remainder bound treats them apart
@@ -183,7 +183,7 @@ class Search:
             if self.state_dominance and len(nxt) > 1:
                 nxt = _dominance_filter(nxt)
             if stage >= self.n_lo:
-                self._collect(nxt if self.space.uniform else cands, stage, ub, finals)
+                self._collect(nxt if self.uniform else cands, stage, ub, finals)
             self.searched += sum(len(s) for s in nxt.values()) + sum(len(s) for s in cands.values())
             layer = nxt
             self._layers.append(layer)
@@ -200,9 +200,9 @@ class Search:
         prune = _Pruner(ub_tol, space.min_width(stage + 1) * self.rho if left else 0.0, self.need, left)
         nxt: Layer = {}
         cands: Layer = {}
-        if stage < self.n_hi or space.uniform:
+        if stage < self.n_hi or self.uniform:
             self._extend(layer, nxt, stage, cin, space.width(stage, False), prune)
-        if stage >= self.n_lo and not space.uniform:
+        if stage >= self.n_lo and not self.uniform:
             self._extend(layer, cands, stage, cin, space.width(stage, True), prune)
         _pareto_filter(nxt)
         _pareto_filter(cands)
