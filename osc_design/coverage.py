@@ -10,12 +10,18 @@ spatial offsets, in input pixels, relative to ``q * stride`` for output position
 chain, channel and spatial dependence factor apart, so a chain is one term whatever its width:
 a 4096-channel chain costs a few 4096 x 4096 bit-matrix row operations. ``add`` and ``concat``
 create unions; terms with the same offset set are merged.
+
+For the shuffle chains the solver builds (grouped convolutions, a channel shuffle with the previous
+stage's groups in between) :func:`chain_coverage` computes the same result per distinct group
+dependence, from the stages alone, without building the graph.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 import numpy as np
 
@@ -33,9 +39,10 @@ from .ops import (
     Slice,
     shuffle_permutation,
 )
-from .spec import LayerSpec
+from .spec import LayerSpec, Target
 
-__all__ = ["OffsetSet", "Dependence", "Coverage", "dependence", "coverage"]
+__all__ = ["OffsetSet", "Dependence", "Coverage", "dependence", "coverage", "ChainStage", "chain_footprint",
+           "chain_coverage"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class OffsetSet:
         return cls((0, 0), np.ones((1, 1), dtype=bool))
 
     def key(self) -> tuple[tuple[int, int], tuple[int, int], bytes]:
-        return (self.origin, self.mask.shape, np.packbits(self.mask).tobytes())  # type: ignore[return-value]
+        return (self.origin, self.mask.shape, np.packbits(self.mask).tobytes())
 
     def translate(self, dy: int, dx: int) -> OffsetSet:
         return OffsetSet((self.origin[0] + dy, self.origin[1] + dx), self.mask)
@@ -83,7 +90,7 @@ class OffsetSet:
 
     def offsets(self) -> set[tuple[int, int]]:
         ys, xs = np.nonzero(self.mask)
-        return {(int(y) + self.origin[0], int(x) + self.origin[1]) for y, x in zip(ys, xs)}
+        return {(int(y) + self.origin[0], int(x) + self.origin[1]) for y, x in zip(ys, xs, strict=True)}
 
 
 def _popcount(packed: np.ndarray) -> int:
@@ -120,7 +127,8 @@ class Dependence:
         return any(rows[out_channel, byte] & (0x80 >> bit) for rows, _ in self.terms)
 
     def offsets(self, out_channel: int, in_channel: int) -> set[tuple[int, int]]:
-        """Offsets ``(dy, dx)`` (input pixels, relative to ``q * stride``) through which ``out_channel`` reads ``in_channel``."""
+        """Offsets ``(dy, dx)`` (input pixels, relative to ``q * stride``) through which ``out_channel`` reads
+        ``in_channel``."""
         byte, bit = divmod(in_channel, 8)
         out: set[tuple[int, int]] = set()
         for rows, offs in self.terms:
@@ -160,7 +168,7 @@ def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int)
     if isinstance(node, Concat):
         total = spec.channels(node.id)
         out, start = [], 0
-        for src, terms in zip(node.inputs, ins):
+        for src, terms in zip(node.inputs, ins, strict=True):
             c = spec.channels(src)
             for rows, offs in terms:
                 placed = np.zeros((total, rows.shape[1]), dtype=np.uint8)
@@ -275,3 +283,130 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
             o, i = np.argwhere(~bits.astype(bool))[0]
             missing = (int(o), int(i), taps[0])
     return Coverage(covered, c_out * c_in * kh * kw, missing)
+
+
+# ---------------------------------------------------------------------------------------------------
+# shuffle chains, per group
+# ---------------------------------------------------------------------------------------------------
+class ChainStage(Protocol):
+    """What :func:`chain_coverage` reads of a stage (a :class:`~osc_design.ops.Conv2d` or a solver stage)."""
+
+    @property
+    def in_channels(self) -> int: ...
+    @property
+    def out_channels(self) -> int: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def kernel_size(self) -> tuple[int, int]: ...
+    @property
+    def stride(self) -> tuple[int, int]: ...
+    @property
+    def padding(self) -> tuple[int, int]: ...
+    @property
+    def dilation(self) -> tuple[int, int]: ...
+
+
+def _shuffled(prev: ChainStage, st: ChainStage) -> bool:
+    """Does a channel shuffle with ``prev``'s groups sit between ``prev`` and ``st`` in a shuffle chain?"""
+    return 1 < prev.groups < prev.out_channels and st.groups > 1
+
+
+def chain_footprint(stages: Sequence[ChainStage], a: int) -> set[int]:
+    """Offsets, in input pixels and relative to an output pixel's position, that the chain reads along axis ``a``.
+
+    >>> from osc_design.spec import GraphBuilder, Target
+    >>> b = GraphBuilder(Target(4, 4, 5, stride=(2, 1)))
+    >>> y = b.conv2d(b.input, 4, (3, 1), padding=(1, 0), stride=(2, 1))
+    >>> spec = b.build(b.conv2d(y, 4, (2, 1), padding=(1, 0)))
+    >>> sorted(chain_footprint(spec.convs, 0))  # {-1, 0, 1} + 2 * {-1, 0}
+    [-3, -2, -1, 0, 1]
+    """
+    offs, cum = {0}, 1
+    for st in stages:
+        step = cum * st.dilation[a]
+        offs = {o + step * t - cum * st.padding[a] for o in offs for t in range(st.kernel_size[a])}
+        cum *= st.stride[a]
+    return offs
+
+
+def _group_dependence(stages: Sequence[ChainStage]) -> tuple[list[int], np.ndarray]:
+    """Input dependence of the last stage's groups: bit sets over the first stage's groups, and per group
+    the index of its set (groups with the same dependence share one set)."""
+    first = stages[0]
+    sets: list[int] = [1 << q for q in range(first.groups)]
+    ids = np.arange(first.groups)  # group -> index into ``sets``
+    prev = first
+    for st in stages[1:]:
+        G, c = prev.groups, st.in_channels
+        j = np.arange(c)
+        cls = j % G if _shuffled(prev, st) else j // (c // G)
+        fan_in = st.in_channels // st.groups
+        rows = ids[cls].reshape(st.groups, fan_in)
+        if fan_in == 1:
+            ids = rows[:, 0]
+        else:
+            index: dict[frozenset, int] = {}
+            new_sets: list[int] = []
+            new_ids: list[int] = []
+            for row in rows.tolist():
+                key = frozenset(row)
+                k = index.get(key)
+                if k is None:
+                    u = 0
+                    for i in key:
+                        u |= sets[i]
+                    k = index[key] = len(new_sets)
+                    new_sets.append(u)
+                new_ids.append(k)
+            sets, ids = new_sets, np.array(new_ids)
+        prev = st
+    return sets, ids
+
+
+def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
+    """Exact coverage of a shuffle chain, computed per distinct group dependence.
+
+    The chain is ``stages`` in order with a channel shuffle with the previous stage's groups wherever
+    that stage has ``1 < groups < out_channels`` channels per group and the next one is grouped (the
+    solver's chains). Equivalent to :func:`coverage` of the built graph: channel and spatial
+    dependence of a chain factor apart (the verifier's single term), all channels of a group share
+    their dependence, a shuffle with ``G`` groups sends input ``j`` of the next stage to group
+    ``j mod G`` of the previous one, and the footprint along each axis is a 1-D Minkowski sum.
+    Dependences are bit sets over the first stage's groups (each stands for its block of ``n_1``
+    input channels); groups with the same dependence share one set, so a depthwise stage only relabels.
+
+    >>> from osc_design.spec import GraphBuilder
+    >>> b = GraphBuilder(Target(4, 4, 3))
+    >>> y = b.channel_shuffle(b.conv2d(b.input, 4, (3, 1), padding=(1, 0), groups=2), 2)
+    >>> spec = b.build(b.conv2d(y, 4, (1, 3), padding=(0, 1), groups=2))
+    >>> chain_coverage(spec.target, spec.convs).full, coverage(spec).full
+    (True, True)
+    """
+    cin = target.in_channels
+    (kh, kw) = target.kernel_size
+    first = stages[0]
+    n1 = first.in_channels // first.groups
+    sets, ids = _group_dependence(stages)
+    per_out = target.out_channels // len(ids)
+    reach_of = [u.bit_count() * n1 for u in sets]
+    reach = [reach_of[i] for i in ids.tolist()]
+    inside_axes = []
+    for a in (0, 1):
+        offs = chain_footprint(stages, a)
+        K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
+        inside_axes.append([t for t in range(K) if t - p in offs])
+    taps = len(inside_axes[0]) * len(inside_axes[1])
+    total = target.out_channels * cin * kh * kw
+    covered = sum(reach) * per_out * taps
+    missing = None
+    if covered < total:
+        holes = [[t for t in range(target.kernel_size[a]) if t not in inside_axes[a]] for a in (0, 1)]
+        if holes[0] or holes[1]:
+            missing = (0, 0, (holes[0][0] if holes[0] else 0, holes[1][0] if holes[1] else 0))
+        else:
+            q = min(range(len(reach)), key=lambda g: (reach[g] == cin, g))
+            u = sets[int(ids[q])]
+            i = next(b * n1 for b in range(first.groups) if not (u >> b) & 1)
+            missing = (q * per_out, i, (inside_axes[0][0], inside_axes[1][0]))
+    return Coverage(covered, total, missing)

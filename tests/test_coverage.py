@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osc_design import Conv2d, GraphBuilder, Shift, Target, coverage, dependence, dumps
+from osc_design.coverage import chain_coverage
 from osc_design.serialize import to_dict
 from tests.reference import brute_force_offsets
 from tests.strategies import graphs
@@ -32,7 +34,8 @@ def _brute(spec):
 
 def _brute_covered(spec, deps):
     t = spec.target
-    window = {(ty - t.padding[0], tx - t.padding[1]) for ty in range(t.kernel_size[0]) for tx in range(t.kernel_size[1])}
+    window = {(ty - t.padding[0], tx - t.padding[1])
+              for ty in range(t.kernel_size[0]) for tx in range(t.kernel_size[1])}
     return sum(len(window & offs) for offs in deps.values())
 
 
@@ -136,3 +139,38 @@ def test_fraction_is_exact():
     cov = coverage(_two_stage(16, 4, 4, (3, 1), (1, 3), shuffle=False))
     assert cov.exact_fraction.denominator in (4, 1) or cov.exact_fraction == cov.covered / cov.total
     assert np.isclose(float(cov.exact_fraction), cov.fraction)
+
+
+@st.composite
+def shuffle_chains(draw):
+    """A random chain of grouped convs with a channel shuffle wherever the solver's chains put one."""
+    n = draw(st.integers(1, 4))
+    widths = [draw(st.sampled_from([1, 2, 3, 4, 6, 8, 12])) for _ in range(n + 1)]
+    strided = draw(st.integers(-1, n - 1))  # the stage carrying stride 2 along both axes, -1: none
+    kernel = (draw(st.integers(2, 5)), draw(st.integers(1, 5)))
+    target = Target(widths[0], widths[-1], kernel, stride=2 if strided >= 0 else 1,
+                    padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    b = GraphBuilder(target)
+    x, prev = b.input, None
+    for i in range(n):
+        common = [g for g in range(1, widths[i] + 1) if widths[i] % g == 0 and widths[i + 1] % g == 0]
+        g = draw(st.sampled_from(common))
+        if prev is not None and 1 < prev[0] < prev[1] and g > 1:
+            x = b.channel_shuffle(x, prev[0])
+        k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        x = b.conv2d(x, widths[i + 1], k, stride=2 if i == strided else 1, groups=g,
+                     padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+                     dilation=(draw(st.integers(1, 2)), draw(st.integers(1, 2))))
+        prev = (g, widths[i + 1])
+    return b.build(x)
+
+
+@settings(max_examples=300, deadline=None)
+@given(shuffle_chains())
+def test_chain_coverage_equals_the_verifier(spec):
+    got, exact = chain_coverage(spec.target, spec.convs), coverage(spec)
+    assert (got.covered, got.total) == (exact.covered, exact.total)
+    assert (got.missing is None) == (exact.missing is None)
+    if got.missing is not None:
+        o, i, (ty, tx) = got.missing
+        assert (ty - spec.target.padding[0], tx - spec.target.padding[1]) not in dependence(spec).offsets(o, i)

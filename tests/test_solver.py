@@ -130,7 +130,7 @@ def footprint_ok(kernels, steps, K, prefix_gap_free):
     window sits in the middle. With ``prefix_gap_free`` every prefix footprint must be an interval.
     """
     offs = {0}
-    for k, step in zip(kernels, steps):
+    for k, step in zip(kernels, steps, strict=True):
         offs = {o + step * t for o in offs for t in range(k)}
         if prefix_gap_free and len(offs) != max(offs) + 1:
             return False
@@ -167,7 +167,7 @@ def brute_chain(target, n_max, *, square=False, dilation=False, prefix_gap_free=
             for hs in per_axis[0]:
                 for ws in per_axis[1]:
                     if not square or hs == ws:
-                        areas.add(tuple(a * b for a, b in zip(hs, ws)))
+                        areas.add(tuple(a * b for a, b in zip(hs, ws, strict=True)))
         if not areas:
             continue
         area = np.array(sorted(areas))
@@ -238,41 +238,70 @@ def test_stride_placement_is_searched():
 # ---------------------------------------------------------------------------------------------------
 # MAC objectives and relaxed coverage: designs built as specs by the documented padding rule
 # ---------------------------------------------------------------------------------------------------
-def rule_paddings(target, stages, j):
-    """Paddings of the documented rule for kernels/dilations ``stages`` with the stride on stage ``j``."""
-    pads = [[0, 0] for _ in stages]
-    for a in (0, 1):
-        K, s, p = target.kernel_size[a], target.stride[a], target.padding[a]
-        delta = p - (K - 1) // 2
+def axis_footprint(kernels, strides, pads):
+    """Input offsets one output pixel reads along an axis, from the definition of a padded, strided conv."""
+    offs, cum = {0}, 1
+    for k, s, p in zip(kernels, strides, pads, strict=True):
+        offs = {o + cum * (t - p) for o in offs for t in range(k)}
+        cum *= s
+    return offs
 
-        def q(R, started):
-            if not started:
-                return 0
-            if R == 0:
-                return max(0, delta) if K == 1 else 0
-            return max(0, R // 2 + delta)
 
-        spans = [d[a] * (k[a] - 1) for k, d in stages]
-        if s == 1:
-            R = 0
-            for i, b in enumerate(spans):
-                pads[i][a] = q(R + b, True) - q(R, i > 0)
-                R += b
+def centre(offs):
+    """Centre of a footprint, rounded down."""
+    return min(offs) + (max(offs) - min(offs)) // 2
+
+
+def nearest_padding(place, goal, limit):
+    """The padding ``0 <= q < limit`` for which ``place(q)`` comes nearest ``goal`` (the smallest on ties)."""
+    return min(range(limit), key=lambda q: (abs(place(q) - goal), q))
+
+
+def axis_rule_paddings(ks, K, s, p, j):
+    """Per-stage paddings along one axis (kernel sizes ``ks``, window ``K``, stride ``s`` on stage ``j``,
+    target padding ``p``) by the rule of :func:`rule_paddings`; ``None`` when no padding centres the chain."""
+    n = len(ks)
+    limit = sum(ks) + p + 2
+    window = range(-p, K - p)
+    last_pre = j if s > 1 else n
+    pad = [0] * n
+    for i in range(last_pre):  # before the stride (every stage along an axis without one)
+        if len(axis_footprint(ks[: i + 1], [1] * (i + 1), pad[:i] + [0])) == 1 and K > 1:
             continue
-        B = sum(spans[j + 1:])
-        R = 0
-        for i in range(j):
-            pads[i][a] = q(R + spans[i], True) - q(R, i > 0)
-            R += spans[i]
-        twice = 2 * p + (R + spans[j] - (K - 1)) + s * (B % 2) - 2 * q(R, j > 0)
-        if twice < 0 or twice % 2:
+        pad[i] = nearest_padding(lambda q, i=i: centre(axis_footprint(ks[: i + 1], [1] * (i + 1), pad[:i] + [q])),
+                                 centre(window), limit)
+    if last_pre == n:
+        return pad
+    for i in range(j + 1, n):  # after the stride, in output pixels of the strided stage
+        pad[i] = nearest_padding(lambda q, i=i: centre(axis_footprint(ks[j + 1: i + 1], [1] * (i - j),
+                                                                      pad[j + 1: i] + [q])), 0, limit)
+    strides = [s if i == j else 1 for i in range(n)]
+    for q in range(limit):
+        offs = axis_footprint(ks, strides, pad[:j] + [q] + pad[j + 1:])
+        if min(window) - min(offs) == max(offs) - max(window):
+            pad[j] = q
+            return pad
+    return None
+
+
+def rule_paddings(target, kernels, j):
+    """Paddings of the documented centring rule for ``kernels`` with the stride on stage ``j``, found by search.
+
+    The rule stated directly, per axis: before the stride each stage pads so that the footprint of the
+    chain so far has its centre (rounded down) on the window's, as near as non-negative padding
+    allows, and pads nothing while that footprint is a single tap (unless the window is one too);
+    after the stride each stage does the same for the footprint of the stages after the stride (in
+    output pixels of the strided stage, centred on 0); the strided stage pads so that the whole
+    footprint overhangs the window equally on both sides (no such padding: not in the space).
+    """
+    per_axis = []
+    for a in (0, 1):
+        pad = axis_rule_paddings([k[a] for k in kernels], target.kernel_size[a], target.stride[a],
+                                 target.padding[a], j)
+        if pad is None:
             return None
-        pads[j][a] = twice // 2
-        done = 0
-        for i in range(j + 1, len(stages)):
-            pads[i][a] = (done + spans[i]) // 2 - done // 2
-            done += spans[i]
-    return [tuple(p) for p in pads]
+        per_axis.append(pad)
+    return list(zip(*per_axis, strict=True))
 
 
 def rule_designs(target, n_max, max_kernel):
@@ -284,14 +313,13 @@ def rule_designs(target, n_max, max_kernel):
         for ns in itertools.product(fanins(c_in, c_out), *[fanins(c_out, c_out)] * (n - 1)):
             for ks in itertools.product(shapes, repeat=n):
                 for j in (range(n) if strided else [n - 1]):
-                    stages = [(k, (1, 1)) for k in ks]
-                    pads = rule_paddings(target, stages, j)
+                    pads = rule_paddings(target, ks, j)
                     if pads is None:
                         continue
                     b = GraphBuilder(target)
                     x, prev_g, prev_c = b.input, None, c_in
                     try:
-                        for i, (nn, k, pad) in enumerate(zip(ns, ks, pads)):
+                        for i, (nn, k, pad) in enumerate(zip(ns, ks, pads, strict=True)):
                             width_in = c_in if i == 0 else c_out
                             g = width_in // nn
                             if prev_g is not None and 1 < prev_g < prev_c and g > 1:
@@ -456,7 +484,7 @@ def test_pareto_front_is_non_dominated_and_sorted():
     keys = [(s.cost.params, s.cost.macs, s.spec.stages) for s in front]
     assert [k[2] for k in keys] == sorted(k[2] for k in keys)
     for a in keys:
-        assert not any(b != a and all(x <= y for x, y in zip(b, a)) for b in keys)
+        assert not any(b != a and all(x <= y for x, y in zip(b, a, strict=True)) for b in keys)
     assert all(coverage(s.spec).full for s in front)
     assert keys[0] == (64 * 64 * 9, cost(solve(t, max_stages=1).spec).macs, 1)
     assert min(k[0] for k in keys) == solve(t).cost.params
@@ -547,12 +575,13 @@ def test_registered_families_build_the_solver_designs():
         assert evaluate(fam.macs_expr(t), t) == cost(spec).macs
 
 
-def test_docstring_examples_run():
+@pytest.mark.parametrize("module", ["api", "space", "bounds", "chain", "intmath", "axis", "search", "result"])
+def test_docstring_examples_run(module):
     import doctest
+    import importlib
 
-    import osc_design.solver
-
-    assert doctest.testmod(osc_design.solver, optionflags=doctest.ELLIPSIS).failed == 0
+    assert doctest.testmod(importlib.import_module(f"osc_design.solver.{module}"),
+                           optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_import_stays_light():

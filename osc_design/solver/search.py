@@ -1,0 +1,346 @@
+"""The exact dynamic programme over chain prefixes (see "The search" in :mod:`osc_design.solver`).
+
+A layer of the programme maps a spatial :class:`State` (both axes' footprint states and the stride
+phase) to its Pareto-filtered entries, channel reach -> :class:`Entry` (cost so far and the stage
+that reached it). A stage from a state is a :class:`Combo` (kernel,
+dilation, padding and the new state, for both axes together) times a fan-in; branch and bound with
+the relaxation for the remaining stages (:func:`~osc_design.solver.bounds.rem_lb`) drops what
+cannot beat the upper bound. :meth:`Search.solve` raises the upper bound until designs are found.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from .axis import BIG, Axis
+from .bounds import INF, cost_factor, rem_lb
+from .chain import Stage
+from .intmath import fanins
+from .space import SearchSpace
+
+__all__ = ["State", "Need", "Combo", "Entry", "Search"]
+
+
+class State(NamedTuple):
+    """The spatial part of a DP state: per-axis footprint states and the stride phase (1: after it)."""
+
+    hs: tuple
+    ws: tuple
+    phase: int
+
+
+class Need(NamedTuple):
+    """What a state still needs spatially, for the remainder bound (see :meth:`Search.spatial_need`)."""
+
+    taps: int
+    ah: float
+    aw: float
+
+
+class Combo(NamedTuple):
+    """One stage's spatial move from a state, both axes together."""
+
+    kind: str  # "pre", "stride" or "post"
+    factor: int  # the per-axis cost factors multiplied: the stage costs ``cout * fan_in * factor``
+    state: State  # the state reached
+    kernel: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: tuple[int, int]
+    need: Need  # of the state reached
+
+
+class Entry(NamedTuple):
+    """A DP entry: the cost so far and how it was reached (the previous state and channel reach, the last
+    stage's move and fan-in; ``combo`` is ``None`` for the empty chain)."""
+
+    cost: float
+    key: State | None
+    reach: int
+    combo: Combo | None
+    fan_in: int
+
+
+Layer = dict[State, dict[int, Entry]]
+
+
+class _Pruner:
+    """Branch and bound for one stage: the pass's upper bound and the relaxation bound for completing a
+    prefix (cached)."""
+
+    __slots__ = ("ub", "rest", "volume", "left", "cache")
+
+    def __init__(self, ub: float, rest: float, volume: float, left: int) -> None:
+        self.ub = ub  # entries costing more are dropped (with a relative tolerance for float rounding)
+        self.rest = rest  # smallest later width times the cost factor; 0: nothing to prune with
+        self.volume = volume
+        self.left = left
+        self.cache: dict[tuple, float] = {}
+
+    def lower(self, r: int, need: Need) -> float:
+        """Lower bound on the cost of completing a prefix with channel reach ``r`` in a state needing ``need``."""
+        key = (r * need.taps, need.ah, need.aw)
+        lb = self.cache.get(key)
+        return self.fill(key) if lb is None else lb
+
+    def fill(self, key: tuple[int, float, float]) -> float:
+        """:meth:`lower` for ``key = (covered volume, ah, aw)``, computed and cached."""
+        lb = self.cache[key] = self.rest * rem_lb(self.volume / key[0], key[1], key[2], self.left)
+        return lb
+
+
+class Search:
+    """The dynamic programme over chain prefixes for one :class:`~osc_design.solver.space.SearchSpace`."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        target = space.target
+        self.n_lo, self.n_hi = space.n_lo, space.n_hi
+        self.cin, self.cout = target.in_channels, target.out_channels
+        self.strided, self.lam, self.uniform = space.strided, space.lam, space.uniform  # read per entry, stage
+        self.axes = (Axis(space, 0), Axis(space, 1))
+        self.volume = self.cin * target.kernel_size[0] * target.kernel_size[1]
+        # axes whose spans only add (no dilation, full coverage): the remainder bound treats them apart
+        self.additive = tuple(not space.dilated and not space.partial and target.kernel_size[a] > 1 for a in (0, 1))
+        self.need = space.lam * self.cin
+        for a in (0, 1):
+            if not self.additive[a]:
+                self.need *= target.kernel_size[a]
+        # per-volume-unit cost lower bound (for pruning) and the factor for the certificate bound
+        self.rho = cost_factor(space.objective, target)
+        self._combos: dict[tuple, list[Combo]] = {}
+        self.searched = 0
+        self.state_dominance = space.dilated and space.objective == "params"
+        self._layers: list[Layer] = []
+
+    # -- moves -------------------------------------------------------------------------------------
+    def combos(self, hs: tuple, ws: tuple, kind: str, started: bool) -> list[Combo]:
+        """Every spatial move of a stage of ``kind`` from ``(hs, ws)`` (cached)."""
+        key = (hs, ws, kind, started)
+        got = self._combos.get(key)
+        if got is not None:
+            return got
+        ah, aw = self.axes
+        phase = 1 if kind in ("stride", "post") else 0
+        if self.space.square:
+            kmax = max(ah.kmax_square(hs, kind), aw.kmax_square(ws, kind))
+            pairs = [((k, k), oh, ow) for k in range(kmax, 0, -1)
+                     for oh in ah.step(hs, kind, started, k) for ow in aw.step(ws, kind, started, k)]
+        else:
+            hsteps = [(kh, o) for kh in ah.ks(hs, kind) for o in ah.step(hs, kind, started, kh)]
+            wsteps = [(kw, o) for kw in aw.ks(ws, kind) for o in aw.step(ws, kind, started, kw)]
+            pairs = [((kh, kw), oh, ow) for kh, oh in hsteps for kw, ow in wsteps]
+        out = []
+        for kk, (hs2, dh, ph, fh), (ws2, dw, pw, fw) in pairs:
+            out.append(Combo(kind, fh * fw, State(hs2, ws2, phase), kk, (dh, dw), (ph, pw),
+                             self.spatial_need(hs2, ws2)))
+        self._combos[key] = out
+        return out
+
+    def accept(self, key: State, r: int) -> bool:
+        """Does a design ending in ``key`` with channel reach ``r`` cover enough of the volume?"""
+        if self.strided and key.phase != 1:
+            return False
+        th = self.axes[0].covered_taps(key.hs, key.phase == 1)
+        tw = self.axes[1].covered_taps(key.ws, key.phase == 1)
+        if not th or not tw:
+            return False
+        covered = r * th * tw
+        return covered == self.volume or covered / self.volume >= self.lam
+
+    def spatial_need(self, hs: tuple, ws: tuple) -> Need:
+        """What a state still needs spatially, for the remainder bound.
+
+        ``taps`` is the product of the covered window taps (at most ``R + 1``) along the axes whose
+        reach multiplies (dilation, or a relaxed coverage), ``ah``/``aw`` the kernel weight a remaining
+        span ``D`` needs along axes without dilation: ``1 + D / s`` (a stage after the stride spaces its
+        taps by ``s``; before it they are 1 apart), 1 when covered.
+        """
+        m, a = 1, [1.0, 1.0]
+        for i, (ax, st) in enumerate(((self.axes[0], hs), (self.axes[1], ws))):
+            R = st[0]
+            done = R >= BIG or R >= ax.K - 1
+            if self.additive[i]:
+                a[i] = 1 if done else 1 + (ax.K - 1 - R) / ax.s
+            else:
+                m *= ax.K if done else R + 1
+        return Need(m, a[0], a[1])
+
+    def _kinds(self, phase: int) -> tuple[str, ...]:
+        if phase == 1:
+            return ("post",)
+        return ("pre", "stride") if self.strided else ("pre",)
+
+    # -- the programme -------------------------------------------------------------------------------
+    def run(self, ub: float) -> dict[int, Entry]:
+        """Best final entry per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``)."""
+        h0, w0 = self.axes[0].initial(), self.axes[1].initial()
+        layer: Layer = {State(h0, w0, 0): {1: Entry(0, None, 1, None, 1)}}
+        finals: dict[int, Entry] = {}
+        self.searched = 1
+        for stage in range(1, self.n_hi + 1):
+            nxt, cands = self._advance(layer, stage, ub * (1 + 1e-12))
+            if self.state_dominance and len(nxt) > 1:
+                nxt = _dominance_filter(nxt)
+            if stage >= self.n_lo:
+                self._collect(nxt if self.uniform else cands, stage, ub, finals)
+            self.searched += sum(len(s) for s in nxt.values()) + sum(len(s) for s in cands.values())
+            layer = nxt
+            self._layers.append(layer)
+            if not layer:
+                break
+        return finals
+
+    def _advance(self, layer: Layer, stage: int, ub_tol: float) -> tuple[Layer, Layer]:
+        """The entries after ``stage``: ``nxt`` (internal width, to extend) and ``cands`` (the last stage
+        mapping to ``C_out``, when that differs from the internal width)."""
+        space = self.space
+        cin = self.cin if stage == 1 else space.width(stage - 1, False)
+        left = self.n_hi - stage
+        prune = _Pruner(ub_tol, space.min_width(stage + 1) * self.rho if left else 0.0, self.need, left)
+        nxt: Layer = {}
+        cands: Layer = {}
+        if stage < self.n_hi or self.uniform:
+            self._extend(layer, nxt, stage, cin, space.width(stage, False), prune)
+        if stage >= self.n_lo and not self.uniform:
+            self._extend(layer, cands, stage, cin, space.width(stage, True), prune)
+        _pareto_filter(nxt)
+        _pareto_filter(cands)
+        return nxt, cands
+
+    def _extend(self, layer: Layer, out: Layer, stage: int, cin: int, cout: int, prune: _Pruner) -> None:
+        """Add to ``out`` every stage ``cin -> cout`` from the entries of ``layer`` that may fit the bound."""
+        fan = fanins(cin, cout)
+        fan0 = fan[0]
+        ub_tol = prune.ub
+        for key, entries in layer.items():
+            cmin_key = min(e.cost for e in entries.values())
+            for kind in self._kinds(key.phase):
+                for combo in self.combos(key.hs, key.ws, kind, stage > 1):
+                    unit = cout * combo.factor
+                    # even the cheapest entry with the smallest fan-in and full reach cannot fit
+                    best_case = cmin_key + fan0 * unit
+                    if best_case > ub_tol or (prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
+                        continue
+                    self._relax(key, entries, combo, fan, unit, out, prune)
+
+    def _relax(self, key: State, entries: dict[int, Entry], combo: Combo, fan: tuple[int, ...], unit: int,
+               out: Layer, prune: _Pruner) -> None:
+        """Take ``combo`` with every fan-in from every entry of ``key``; keep the cheapest per new reach."""
+        full, ub_tol = self.cin, prune.ub
+        rest, cache = prune.rest, prune.cache  # the hot loop reads the bound cache itself
+        taps, ah, aw = combo.need
+        state = combo.state
+        slot = out.get(state)
+        for r, entry in entries.items():
+            c = entry.cost
+            for n in fan:  # ascending: cost grows, reach grows
+                r2 = r * n
+                if r2 >= full:
+                    r2 = full
+                c2 = c + n * unit
+                if c2 > ub_tol:
+                    break
+                if rest:
+                    lk = (r2 * taps, ah, aw)
+                    lb = cache.get(lk)
+                    if c2 + (prune.fill(lk) if lb is None else lb) > ub_tol:
+                        if r2 == full:
+                            break
+                        continue
+                if slot is None:
+                    slot = out[state] = {}
+                cur = slot.get(r2)
+                if cur is None or c2 < cur.cost:
+                    slot[r2] = Entry(c2, key, r, combo, n)
+                if r2 == full:
+                    break
+
+    def _collect(self, store: Layer, stage: int, ub: float, finals: dict[int, Entry]) -> None:
+        """Record in ``finals`` the cheapest accepted entry of ``store`` with ``stage`` stages."""
+        for key, slot in store.items():
+            for r, entry in slot.items():
+                if entry.cost <= ub and self.accept(key, r):
+                    if stage not in finals or entry.cost < finals[stage].cost:
+                        finals[stage] = entry
+
+    # -- passes and designs --------------------------------------------------------------------------
+    def solve(self, ub_hint: float, per_n: bool = False, known: float = INF) -> dict[int, tuple[float, list[Stage]]]:
+        """Run with an increasing upper bound until designs are found; decode the traces.
+
+        Any design costing at most the upper bound survives the pruning, so the first pass that finds
+        designs finds the optimum (per stage count when ``per_n``). ``known`` is the cost of a design
+        known to lie in the space (it caps the schedule).
+        """
+        total = 0
+        pruning = self.rho > 0 and ub_hint > 0 and math.isfinite(ub_hint)
+        factors = (1.0 + 1e-9, 1.03, 1.08, 1.2, 1.5, 2.5, 6.0)
+        schedule = [ub_hint * f for f in factors] + [INF] if pruning else [INF]
+        if known < INF and not per_n:
+            # the cost of a design known to be in the space ends the schedule (and replaces the passes
+            # just below it, which would cost nearly as much and might fail)
+            schedule = [u for u in schedule if u < known / 1.1] + [known * (1 + 1e-9), INF]
+        finals: dict[int, Entry] = {}
+        for ub in schedule:
+            self._layers = []
+            finals = self.run(ub)
+            total += self.searched
+            if finals and (not per_n or len(finals) == self.n_hi - self.n_lo + 1 or ub == INF):
+                break
+        self.searched = total
+        return {N: (entry.cost, self.decode(N, entry)) for N, entry in finals.items()}
+
+    def decode(self, N: int, entry: Entry) -> list[Stage]:
+        """The stages of the ``N``-stage design ending in ``entry`` (of the last :meth:`run`)."""
+        space = self.space
+        stages: list[Stage] = []
+        t = N
+        while entry.combo is not None:
+            combo = entry.combo
+            cin = self.cin if t == 1 else space.width(t - 1, False)
+            cout = space.width(t, t == N)
+            stride = space.target.stride if combo.kind == "stride" else (1, 1)
+            stages.append(Stage(cin, cout, cin // entry.fan_in, combo.kernel, stride,
+                                combo.padding, combo.dilation))
+            t -= 1
+            if t == 0:
+                break
+            entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
+        stages.reverse()
+        return stages
+
+
+def _pareto_filter(store: Layer) -> None:
+    """Within each spatial state keep only entries that no entry with more reach beats on cost."""
+    for slot in store.values():
+        if len(slot) > 1:
+            best = INF
+            for r in sorted(slot, reverse=True):
+                if slot[r].cost >= best:
+                    del slot[r]
+                else:
+                    best = slot[r].cost
+
+
+def _dominance_filter(layer: Layer) -> Layer:
+    """Drop entries another entry dominates: at least the reach, at least the span of the same parity
+    along each axis (all other state parts equal) and at most the cost. Valid for ``params`` with
+    dilation: from a larger span of the same parity every completion of the smaller one works (same
+    kernels and dilations; steps stay within ``span + 1``; the final span grows by an even amount)."""
+    groups: dict[tuple, list[tuple]] = {}
+    for key, slot in layer.items():
+        hs, ws = key.hs, key.ws
+        g = (hs[0] & 1, ws[0] & 1, hs[1:], ws[1:], key.phase)
+        for r, entry in slot.items():
+            groups.setdefault(g, []).append((entry.cost, -r, -hs[0], -ws[0], key, r))
+    out: Layer = {}
+    for items in groups.values():
+        items.sort()
+        kept: list[tuple[int, int, int]] = []
+        for _, _, nh, nw, key, r in items:
+            rh, rw = -nh, -nw
+            if any(kr >= r and kh >= rh and kw >= rw for kr, kh, kw in kept):
+                continue
+            kept.append((r, rh, rw))
+            out.setdefault(key, {})[r] = layer[key][r]
+    return out
