@@ -257,7 +257,7 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
     """
     dep = dependence(spec) if dep is None else dep
     t = spec.target
-    (kh, kw), (ph, pw) = t.kernel_size, t.padding  # type: ignore[misc]
+    (kh, kw), (ph, pw) = t.kernel_size, t.padding
     ys, xs = np.arange(kh) - ph, np.arange(kw) - pw
     grids = [offs.contains_grid(ys, xs) for _, offs in dep.terms]
     c_out, c_in = dep.out_channels, dep.in_channels
@@ -394,7 +394,7 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     inside_axes = []
     for a in (0, 1):
         offs = chain_footprint(stages, a)
-        K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
+        K, p = target.kernel_size[a], target.padding[a]
         inside_axes.append([t for t in range(K) if t - p in offs])
     taps = len(inside_axes[0]) * len(inside_axes[1])
     total = target.out_channels * cin * kh * kw

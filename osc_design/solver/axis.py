@@ -32,7 +32,7 @@ class Axis:
     def __init__(self, space: SearchSpace, a: int) -> None:
         t = space.target
         K = self.K = t.kernel_size[a]
-        self.s, self.p = t.stride[a], t.padding[a]  # type: ignore[index]
+        self.s, self.p = t.stride[a], t.padding[a]
         self.T = max(K - 1, 1)
         self.delta = self.p - (K - 1) // 2
         self.size = None if t.input_size is None else t.input_size[a]

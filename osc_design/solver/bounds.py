@@ -230,7 +230,7 @@ def min_area(target: Target) -> int:
     area = 1
     for a in (0, 1):
         h, o = target.input_size[a], target.output_size[a]  # type: ignore[index]
-        K, p = target.kernel_size[a], target.padding[a]  # type: ignore[index]
+        K, p = target.kernel_size[a], target.padding[a]
         area *= max(0, min(h, h + 2 * p - K, o - 1))
     return area
 

@@ -80,7 +80,7 @@ def model_coverage(target: Target, stages: Sequence[Stage]) -> Coverage:
     if reach >= target.in_channels:
         for a in (0, 1):
             offs = chain_footprint(stages, a)
-            if any(t - target.padding[a] not in offs for t in range(target.kernel_size[a])):  # type: ignore[index]
+            if any(t - target.padding[a] not in offs for t in range(target.kernel_size[a])):
                 break
         else:
             total = target.out_channels * target.in_channels * target.kernel_size[0] * target.kernel_size[1]
