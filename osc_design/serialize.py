@@ -33,6 +33,8 @@ __all__ = [
     "load",
     "format_json",
     "schema_error",
+    "parse_json",
+    "read_capped",
 ]
 
 FORMAT = "osc-design.layer"
@@ -199,8 +201,47 @@ def _reject_constant(name: str) -> None:
     raise SchemaError(f"{name} is not valid JSON")
 
 
+_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def parse_json(text: str | bytes, what: str = "document", limit: int | None = MAX_BYTES) -> Any:
+    """Parse JSON text strictly for the readers (specs, network descriptions, the latency cache): bytes
+    must be UTF-8, no ``NaN``/``Infinity``, no duplicate field, integers of at most 4300 digits, at most
+    ``limit`` bytes (``None``: any size); every failure is one :class:`SchemaError` line.
+
+    >>> parse_json('{"a": [1, 2.5]}')
+    {'a': [1, 2.5]}
+    >>> parse_json(b'[1, NaN]')
+    Traceback (most recent call last):
+    ...
+    osc_design.errors.SchemaError: NaN is not valid JSON
+    """
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text) if limit else 0
+    if limit is not None and size > limit:
+        raise SchemaError(f"{what} of {size} bytes exceeds the {limit} byte limit")
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        doc = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
+        if _SURROGATE.search(text):  # an escaped half of a UTF-16 pair left alone cannot be written out
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        return doc
+    except SchemaError:  # NaN, Infinity or a duplicate field (the hooks above)
+        raise
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except UnicodeEncodeError:
+        raise SchemaError("a string holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)") from None
+    except RecursionError:
+        raise SchemaError("JSON document nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise SchemaError(f"invalid JSON: {' '.join(str(e).split(';')[0].split())}") from None
+
+
 def loads(text: str | bytes) -> LayerSpec:
-    """Parse and validate a layer-spec JSON document (at most :data:`MAX_BYTES`).
+    """Parse and validate a layer-spec JSON document (at most :data:`MAX_BYTES`; see :func:`parse_json`).
 
     >>> from osc_design.spec import GraphBuilder, Target
     >>> b = GraphBuilder(Target(8, 8, 3))
@@ -208,18 +249,7 @@ def loads(text: str | bytes) -> LayerSpec:
     >>> loads(dumps(spec)) == spec
     True
     """
-    size = len(text.encode("utf-8") if isinstance(text, str) else text)
-    if size > MAX_BYTES:
-        raise SchemaError(f"spec document of {size} bytes exceeds the {MAX_BYTES} byte limit")
-    try:
-        doc = json.loads(text, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        raise SchemaError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise SchemaError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except RecursionError:
-        raise SchemaError("JSON document nested too deeply") from None
-    return from_dict(doc)
+    return from_dict(parse_json(text, "spec document"))
 
 
 def format_json(value: Any, indent: int = 0) -> str:
@@ -247,16 +277,21 @@ def save(spec: LayerSpec, path: str | os.PathLike[str], **info: Any) -> None:
     write_text(path, dumps(spec, **info))
 
 
-def load(path: str | os.PathLike[str]) -> LayerSpec:
-    """Read and validate a layer-spec file (refused above :data:`MAX_BYTES` before reading)."""
-    path = Path(path)
+def read_capped(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the file ``path``, refused above :data:`MAX_BYTES` before reading (one
+    :class:`SchemaError` line naming the path, as is a file that cannot be read)."""
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
         if size > MAX_BYTES:
             raise SchemaError(f"{path}: {size} bytes exceeds the {MAX_BYTES} byte limit")
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def load(path: str | os.PathLike[str]) -> LayerSpec:
+    """Read and validate a layer-spec file (refused above :data:`MAX_BYTES` before reading)."""
+    data = read_capped(path)
     try:
         return loads(data)
     except SchemaError as e:

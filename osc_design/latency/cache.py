@@ -31,8 +31,9 @@ Safety
 * Writers hold an exclusive lock on ``latency.json.lock`` (``filelock``: ``fcntl.flock``,
   ``msvcrt.locking`` on Windows) while they re-read the file, merge their new entries into it and
   replace it: concurrent writers lose nothing and cannot interleave.
-* A file that is not valid JSON, not this format, or another format version is rebuilt (as an empty
-  cache, plus whatever is being written) with a :class:`CacheWarning` saying why.
+* A file that is not valid JSON (read strictly, with no size limit: :func:`~osc_design.serialize.parse_json`),
+  not this format, another format version, or with an entry whose times are not finite seconds >= 0 is
+  rebuilt (as an empty cache, plus whatever is being written) with a :class:`CacheWarning` saying why.
 * A writer killed between creating its temporary file and the replace leaves that file behind; the
   next writer deletes it (under the lock no other writer can be mid-write).
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,8 +51,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import SchemaError, SpecError
 from ..io import temporary_files, write_text
+from ..serialize import parse_json
 from .opkeys import OpKey
 from .timing import Context, Timing, allocator_mode, backend_version
 
@@ -127,8 +130,8 @@ def _empty() -> dict[str, Any]:
 def _valid_entry(entry: Any) -> bool:
     if not isinstance(entry, dict) or not isinstance(entry.get("op"), dict):
         return False
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    def number(v: Any) -> bool:  # seconds: finite, not negative, an int within float range
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= sys.float_info.max
 
     best = entry.get("min")
     return (number(entry.get("median")) and number(entry.get("spread")) and type(entry.get("runs")) is int
@@ -187,14 +190,14 @@ class LatencyCache:
     def _read(self) -> tuple[dict[str, Any], str | None]:
         """The file's content and, when it must be rebuilt, why (a missing file is an empty cache)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return _empty(), None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             return _empty(), f"it cannot be read ({exc})"
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = parse_json(text, limit=None)
+        except SchemaError as exc:
             return _empty(), f"it is not valid JSON ({exc})"
         why = _problem(data)
         return (_empty(), why) if why else (data, None)

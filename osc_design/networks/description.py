@@ -6,12 +6,11 @@ import json
 import os
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from ..errors import SchemaError
 from ..io import write_text
-from ..serialize import MAX_BYTES, format_json, schema_error
+from ..serialize import format_json, parse_json, read_capped, schema_error
 from .catalog import ConvLayer
 
 __all__ = ["FORMAT", "VERSION", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
@@ -86,18 +85,11 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
 
 
 def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
-    """Read a network description file (parsed, never evaluated; at most 10 MB)."""
-    path = Path(path)
+    """Read a network description file (parsed strictly by :func:`~osc_design.serialize.parse_json`, never
+    evaluated; at most 10 MB)."""
+    data = read_capped(path)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SchemaError(f"{path}: exceeds the {MAX_BYTES} byte limit")
-        doc = json.loads(path.read_bytes())
-    except OSError as e:
-        raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SchemaError(f"{path}: invalid JSON ({e})") from None
-    try:
-        return layers_from_dict(doc)
+        return layers_from_dict(parse_json(data, "network description"))
     except SchemaError as e:
         raise SchemaError(f"{path}: {e}") from None
 
