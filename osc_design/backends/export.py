@@ -175,7 +175,9 @@ def _header(spec: LayerSpec, src: BackendSource, size: Pair, class_name: str) ->
         f"  element adds  {c.adds:>16,}   additions of add nodes",
         f"  norm ops      {c.norm_ops:>16,}   batch norm as x * a + b, 2 per element",
         f"  XLA FLOPs     {c.xla_flops:>16,}   = 2 x MACs valid + bias adds + element adds + norm ops "
-        "(jax cost_analysis; + 4 per batch-norm channel and call)",
+        "(jax compile().cost_analysis(); + 4 per batch-norm channel and call)"
+        + (f", less {c.xla_multiplies:,} for the depthwise 1x1 convs XLA computes as multiplies"
+           if c.xla_multiplies else ""),
         "Shifts, slices, concatenations, channel permutations and identities cost nothing.",
     ]
     return ["# " + r if r else "#" for r in rows]

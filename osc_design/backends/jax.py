@@ -107,8 +107,9 @@ SOURCE = {
     "title": "JAX / Flax NNX",
     "needs": "jax, flax and numpy",
     "layout": "NHWC input (N, H, W, C_in), HWIO kernels (kh, kw, I/groups, O); jax.lax.conv_general_dilated",
-    "imports": ("from __future__ import annotations", "", "import math", "", "import jax", "import jax.numpy as jnp",
-                "import numpy as np", "from flax import nnx", "from jax import lax"),
+    "imports": ("from __future__ import annotations", "", "import math", "from collections.abc import Sequence",
+                "from typing import Any", "", "import jax", "import jax.numpy as jnp", "import numpy as np",
+                "from flax import nnx", "from jax import lax"),
     "helpers": ("shift2d", "channel_shuffle", "permute_channels", "Conv2d", "BatchNorm2d"),
     "class": (
         "class {class_name}(nnx.Module):",

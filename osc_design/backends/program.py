@@ -45,7 +45,7 @@ __all__ = [
 _HELPERS = ("shift2d", "channel_shuffle", "permute_channels", "Conv2d", "BatchNorm2d")
 _FRAMEWORK_NAMES = (
     "annotations", "self", "torch", "nn", "F", "jax", "jnp", "lax", "nnx", "np", "math", "dtype", "device",
-    "rngs", "factory", "PERMS", "INPUT_SIZE", "TARGET", "FAMILY", "COST", "CONVENTIONS", "LAYOUT",
+    "rngs", "factory", "PERMS", "INPUT_SIZE", "TARGET", "FAMILY", "COST", "CONVENTIONS", "LAYOUT", "Sequence", "Any",
 )
 _MODULE_ATTRS = (
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
