@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import SpecError
-from .geometry import valid_taps
+from .errors import SpecError, check_type
+from .geometry import check_int, valid_taps
 from .ops import Add, BatchNorm, Conv2d, Node
 from .spec import LayerSpec, Pair
 
@@ -129,6 +129,7 @@ def node_cost(
     node: Node, in_sizes: list[Pair] | None = None, out_size: Pair | None = None, channels: int | None = None
 ) -> Cost:
     """Cost of one op. Spatial counts need ``in_sizes`` and ``out_size``; ``channels`` is the op's output width."""
+    check_type(node, Node, "node", "an op (an osc_design.ops node)")
     if isinstance(node, Conv2d):
         o, i_g, (kh, kw) = node.out_channels, node.in_channels // node.groups, node.kernel_size
         params = o * i_g * kh * kw
@@ -159,6 +160,7 @@ def cost_by_node(spec: LayerSpec, input_size: int | Pair | None = None) -> dict[
 
     Spatial counts use ``input_size`` or else the target's; without either they are ``None``.
     """
+    check_type(spec, LayerSpec, "spec")
     has_size = input_size is not None or spec.target.input_size is not None
     sizes = spec.spatial_sizes(input_size) if has_size else None
     out: dict[str, Cost] = {}
@@ -181,6 +183,7 @@ def cost(spec: LayerSpec, input_size: int | Pair | None = None) -> Cost:
     >>> c.params, c.macs, c.macs_valid
     (36864, 115605504, 112869376)
     """
+    check_type(spec, LayerSpec, "spec")
     total = Cost(0, 0) if input_size is None and spec.target.input_size is None else Cost(0, 0, 0, 0, 0, 0, 0)
     for c in cost_by_node(spec, input_size).values():
         total = total + c
@@ -194,6 +197,7 @@ def xla_flops(spec: LayerSpec, batch: int = 1, input_size: int | Pair | None = N
     ``optimized``: after XLA's passes (``compile().cost_analysis()``, the default), else the HLO as lowered
     (``lower().cost_analysis()``, ``Cost.xla_flops_unoptimized``: no conv rewritten into a multiply).
     """
+    check_int(batch, "batch", minimum=1)
     c = cost(spec, input_size)
     per_sample = c.xla_flops if optimized else c.xla_flops_unoptimized
     if per_sample is None:

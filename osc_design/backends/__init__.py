@@ -58,7 +58,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, OscDesignError, SpecError, UnknownBackendError
+from ..errors import BackendUnavailableError, OscDesignError, SpecError, UnknownBackendError, check_type
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec, Pair
 from .export import export_source
@@ -161,9 +161,9 @@ class Backend(Protocol):
         ...
 
 
-def _check_name(name: str) -> str:
-    if name not in _REGISTRY:
-        raise UnknownBackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+def _check_name(name: str, argument: str = "name") -> str:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownBackendError(f"`{argument}`: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return name
 
 
@@ -231,6 +231,7 @@ def random_weights(spec: LayerSpec, seed: int = 0) -> dict[str, dict[str, np.nda
     ``weight`` and ``running_var`` uniform in ``[0.5, 1.5]``, ``bias`` and ``running_mean`` normal with
     standard deviation 0.1 (so that a check sees every statistic).
     """
+    check_type(spec, LayerSpec, "spec")
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, np.ndarray]] = {}
     for nid in spec.order:
@@ -259,6 +260,7 @@ def copy_weights(src: Any, dst: Any, spec: LayerSpec) -> dict[str, dict[str, np.
     Goes through the canonical numpy form ``{node id: {name: array}}`` (PyTorch layout), which it
     returns. Works on runtime modules and on exported ones (same attribute names).
     """
+    check_type(spec, LayerSpec, "spec")
     weights = _backend_of(src).get_weights(src, spec)
     _backend_of(dst).set_weights(dst, spec, weights)
     return weights
@@ -333,8 +335,9 @@ def verify(
     BackendUnavailableError
         A single requested backend whose framework is missing.
     """
+    check_type(spec, LayerSpec, "spec")
     if backend != "all":
-        _check_name(backend)
+        _check_name(backend, "backend")
     elif module is not None:
         raise SpecError("`module` needs a single backend ('torch' or 'jax'), not 'all'")
     size = resolve_input_size(spec, input_size)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..cost import cost
-from ..errors import OscDesignError, SpecError, UnknownBackendError
+from ..errors import OscDesignError, SpecError, UnknownBackendError, check_type
 from ..ops import Permute
 from ..spec import LayerSpec, Pair
 from .program import (
@@ -262,8 +262,9 @@ def export_source(
     """
     from . import BACKENDS
 
-    if to not in BACKENDS:
-        raise UnknownBackendError(f"unknown export target {to!r}; expected one of {', '.join(BACKENDS)}")
+    check_type(spec, LayerSpec, "spec")
+    if not isinstance(to, str) or to not in BACKENDS:
+        raise UnknownBackendError(f"`to`: unknown export target {to!r}; expected one of {', '.join(BACKENDS)}")
     if not isinstance(class_name, str) or not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise SpecError(f"`class_name` (={class_name!r}) must be a Python identifier")
     if class_name in RESERVED_NAMES or class_name in python_names(spec).values():

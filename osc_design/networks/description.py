@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import SchemaError
+from ..errors import SchemaError, SpecError, check_type
 from ..io import write_text
 from ..serialize import MAX_BYTES, format_json, schema_error
 from .catalog import ConvLayer
@@ -29,6 +29,13 @@ def network_schema() -> dict[str, Any]:
 
 def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The JSON document describing ``layers`` (in forward order)."""
+    check_type(name, str, "name", "a network name (str)")
+    check_type(layers, (list, tuple), "layers", "a list of ConvLayer")
+    for i, layer in enumerate(layers):
+        check_type(layer, ConvLayer, f"layers[{i}]")
+    if input_shape is not None and (not isinstance(input_shape, (list, tuple))
+                                    or not all(type(v) is int and v >= 1 for v in input_shape)):
+        raise SpecError(f"`input_shape` (={input_shape!r}) must be a tuple of positive integers")
     doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": name}
     if input_shape is not None:
         doc["input_shape"] = list(input_shape)
@@ -87,6 +94,7 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
 
 def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
     """Read a network description file (parsed, never evaluated; at most 10 MB)."""
+    check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
     path = Path(path)
     try:
         if path.stat().st_size > MAX_BYTES:
@@ -105,4 +113,5 @@ def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
 def save_network(path: str | os.PathLike[str], name: str, layers: list[ConvLayer],
                  input_shape: tuple[int, ...] | None = None) -> None:
     """Write a network description atomically."""
+    check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
     write_text(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")
