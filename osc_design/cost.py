@@ -94,9 +94,10 @@ class Cost:
         def plus(a: int | None, b: int | None) -> int | None:
             return None if a is None or b is None else a + b
 
-        spatial = (plus(getattr(self, name), getattr(other, name)) for name in _FIELDS[2:])
-        return Cost(self.params + other.params, self.bias_params + other.bias_params, *spatial,
-                    xla_multiplies=self.xla_multiplies + other.xla_multiplies)
+        return Cost(self.params + other.params, self.bias_params + other.bias_params,
+                    plus(self.macs, other.macs), plus(self.macs_valid, other.macs_valid),
+                    plus(self.bias_adds, other.bias_adds), plus(self.adds, other.adds),
+                    plus(self.norm_ops, other.norm_ops), self.xla_multiplies + other.xla_multiplies)
 
     def to_dict(self) -> dict[str, int | None]:
         """Every field and derived count, as JSON-ready integers (``None`` without an input size)."""
