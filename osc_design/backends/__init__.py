@@ -31,7 +31,9 @@ line of ``_REGISTRY`` below.
   expected ``2 * macs``: every tap, padding included, bias ignored) and the output shape (against a
   plain ``nn.Conv2d`` of the target);
 * ``jax``: parameters (``nnx.Param`` leaves), XLA FLOPs (``jax.jit(...).lower(...).compile().cost_analysis()``,
-  expected ``Cost.xla_flops`` = ``2 * macs_valid + bias_adds + adds``, padding-aware) and the output
+  expected ``Cost.xla_flops`` = ``2 * macs_valid + bias_adds + adds + norm_ops``, padding-aware, less one
+  per output of each depthwise 1x1 conv XLA computes as a multiply: :func:`osc_design.cost.xla_multiplies`;
+  ``lower().cost_analysis()``, before that rewrite, against ``Cost.xla_flops_unoptimized``) and the output
   shape (against a plain ``lax.conv_general_dilated`` of the target);
 * both: with ``backend="all"`` and both frameworks present, the two modules are loaded with the same
   weights (:func:`random_weights`) and their outputs compared (:func:`cross_check`).
