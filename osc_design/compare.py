@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, overload
 from . import registry
 from .cost import Cost, cost
 from .coverage import Coverage, coverage
-from .errors import SpecError
+from .errors import SpecError, check_type
 from .registry import Family
 from .spec import LayerSpec, Target
 
@@ -263,8 +263,11 @@ def compare(
         For an unknown family id, options for a family that is not compared, or an option name the
         family does not have. (An option *value* the builder rejects skips the family, with the reason.)
     """
-    if not isinstance(target, Target):
-        raise SpecError(f"`target` must be a Target, got {type(target).__name__}")
+    check_type(target, Target, "target")
+    if families is not None and not isinstance(families, Iterable):
+        raise SpecError(f"`families` (={families!r}) must be a family id or a list of them")
+    if options is not None:
+        check_type(options, Mapping, "options", "a mapping of family id to options")
     chosen = _select(families)
     options = dict(options or {})
     ids = [f.id for f in chosen]

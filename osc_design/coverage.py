@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .errors import check_type
 from .ops import (
     Add,
     BatchNorm,
@@ -181,6 +182,7 @@ def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int)
 
 def dependence(spec: LayerSpec) -> Dependence:
     """Exact dependence of every output channel of ``spec`` on input channels and offsets."""
+    check_type(spec, LayerSpec, "spec")
     c_in = spec.target.in_channels
     terms: dict[str, list[Term]] = {}
     remaining = {nid: 0 for nid in spec.order}
@@ -255,6 +257,9 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
     >>> coverage(b.build(b.conv2d(y, 4, (1, 3), padding=(0, 1), groups=2))).full
     True
     """
+    check_type(spec, LayerSpec, "spec")
+    if dep is not None:
+        check_type(dep, Dependence, "dep")
     dep = dependence(spec) if dep is None else dep
     t = spec.target
     (kh, kw), (ph, pw) = t.kernel_size, t.padding

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 __all__ = [
     "OscDesignError",
     "SpecError",
@@ -11,6 +14,7 @@ __all__ = [
     "BackendUnavailableError",
     "UnknownBackendError",
     "OutputError",
+    "check_type",
 ]
 
 
@@ -53,3 +57,22 @@ class UnknownBackendError(OscDesignError, ValueError):
 
 class OutputError(OscDesignError, OSError):
     """A file that cannot be written: a directory, a missing directory, no permission (names the path)."""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
+def check_type(value: Any, kind: type | tuple[type, ...], name: str, expected: str | None = None) -> None:
+    """Raise :class:`SpecError` naming argument ``name`` and showing ``value`` unless it is a ``kind``.
+
+    >>> check_type({"a": 1}, int, "batch", "an integer")
+    Traceback (most recent call last):
+    ...
+    osc_design.errors.SpecError: `batch` (={'a': 1}) must be an integer, got dict
+    """
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if expected is None:
+            names = [k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,))]
+            expected = "a " + " or a ".join(names)
+        raise SpecError(f"`{name}` (={_SHORT.repr(value)}) must be {expected}, got {type(value).__name__}")

@@ -132,5 +132,5 @@ def get_family(family_id: str) -> Family:
     _load_builtins()
     try:
         return _REGISTRY[family_id]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable id
         raise SpecError(f"unknown family {family_id!r}; expected one of {', '.join(_REGISTRY)}") from None

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import SchemaError, SpecError
+from .errors import SchemaError, SpecError, check_type
 from .io import write_text
 from .ops import OPS
 from .spec import LayerSpec, Target
@@ -54,6 +54,7 @@ def layer_schema() -> dict[str, Any]:
 
 def to_dict(spec: LayerSpec, **info: Any) -> dict[str, Any]:
     """The JSON document of ``spec``; ``info`` adds informational fields (``cost``, ``coverage``, ``certificate``)."""
+    check_type(spec, LayerSpec, "spec")
     unknown = set(info) - set(_INFO_FIELDS)
     if unknown:
         raise SpecError(f"unknown informational fields {sorted(unknown)}; allowed: {list(_INFO_FIELDS)}")
@@ -249,11 +250,13 @@ def loads(text: str | bytes) -> LayerSpec:
     >>> loads(dumps(spec)) == spec
     True
     """
+    check_type(text, (str, bytes, bytearray), "text", "JSON text (str or bytes)")
     return from_dict(parse_json(text, "spec document"))
 
 
 def format_json(value: Any, indent: int = 0) -> str:
     """Deterministic pretty JSON: objects one field per line, lists of scalars on one line."""
+    check_type(indent, int, "indent", "an integer")
     pad, inner = "  " * indent, "  " * (indent + 1)
     if isinstance(value, dict):
         if not value:
@@ -274,12 +277,14 @@ def dumps(spec: LayerSpec, **info: Any) -> str:
 
 def save(spec: LayerSpec, path: str | os.PathLike[str], **info: Any) -> None:
     """Write ``spec`` as JSON to ``path`` atomically."""
+    check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
     write_text(path, dumps(spec, **info))
 
 
 def read_capped(path: str | os.PathLike[str]) -> bytes:
     """The bytes of the file ``path``, refused above :data:`MAX_BYTES` before reading (one
     :class:`SchemaError` line naming the path, as is a file that cannot be read)."""
+    check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
     try:
         size = os.stat(path).st_size
         if size > MAX_BYTES:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError
+from .errors import SpecError, check_type
 from .geometry import check_int, conv_output_pair, pair
 from .ops import (
     Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice,
@@ -329,6 +329,7 @@ class GraphBuilder:
     """
 
     def __init__(self, target: Target, input_id: str = "x") -> None:
+        check_type(target, Target, "target")
         self.target = target
         self.nodes: list[Node] = [Input(id=input_id, channels=target.in_channels)]
         self._channels: dict[str, int] = {input_id: target.in_channels}

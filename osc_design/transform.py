@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import SpecError
+from .errors import SpecError, check_type
+from .geometry import check_int
 from .ops import (
     Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Input, Node, Permute, Shift, Slice, shuffle_permutation,
 )
@@ -33,7 +34,9 @@ def lift_groups(spec: LayerSpec, groups: int, target: Target) -> LayerSpec:
     >>> lifted.convs[0].groups, lifted.convs[0].in_channels
     (16, 32)
     """
-    g = groups
+    check_type(spec, LayerSpec, "spec")
+    g = check_int(groups, "groups", minimum=1)
+    check_type(target, Target, "target")
     if target.in_channels != g * spec.target.in_channels or target.out_channels != g * spec.target.out_channels:
         raise SpecError(f"`groups` (={g}) does not scale {spec.target.describe()} to {target.describe()}")
     nodes: list[Node] = []
@@ -75,6 +78,7 @@ def lift_groups(spec: LayerSpec, groups: int, target: Target) -> LayerSpec:
 
 def with_output_bias(spec: LayerSpec) -> LayerSpec:
     """The same design with a bias on the conv that produces its output (where a replaced conv had one)."""
+    check_type(spec, LayerSpec, "spec")
     out = spec.node_map[spec.output]
     if not isinstance(out, Conv2d):
         raise SpecError(f"family {spec.family!r} ends in {out.op!r}, not a conv, so it cannot carry the bias")

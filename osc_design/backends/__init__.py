@@ -31,7 +31,9 @@ line of ``_REGISTRY`` below.
   expected ``2 * macs``: every tap, padding included, bias ignored) and the output shape (against a
   plain ``nn.Conv2d`` of the target);
 * ``jax``: parameters (``nnx.Param`` leaves), XLA FLOPs (``jax.jit(...).lower(...).compile().cost_analysis()``,
-  expected ``Cost.xla_flops`` = ``2 * macs_valid + bias_adds + adds``, padding-aware) and the output
+  expected ``Cost.xla_flops`` = ``2 * macs_valid + bias_adds + adds + norm_ops``, padding-aware, less one
+  per output of each depthwise 1x1 conv XLA computes as a multiply: :func:`osc_design.cost.xla_multiplies`;
+  ``lower().cost_analysis()``, before that rewrite, against ``Cost.xla_flops_unoptimized``) and the output
   shape (against a plain ``lax.conv_general_dilated`` of the target);
 * both: with ``backend="all"`` and both frameworks present, the two modules are loaded with the same
   weights (:func:`random_weights`) and their outputs compared (:func:`cross_check`).
@@ -58,7 +60,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, OscDesignError, SpecError, UnknownBackendError
+from ..errors import BackendUnavailableError, OscDesignError, SpecError, UnknownBackendError, check_type
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec, Pair
 from .export import export_source
@@ -161,9 +163,9 @@ class Backend(Protocol):
         ...
 
 
-def _check_name(name: str) -> str:
-    if name not in _REGISTRY:
-        raise UnknownBackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+def _check_name(name: str, argument: str = "name") -> str:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UnknownBackendError(f"`{argument}`: unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return name
 
 
@@ -231,6 +233,7 @@ def random_weights(spec: LayerSpec, seed: int = 0) -> dict[str, dict[str, np.nda
     ``weight`` and ``running_var`` uniform in ``[0.5, 1.5]``, ``bias`` and ``running_mean`` normal with
     standard deviation 0.1 (so that a check sees every statistic).
     """
+    check_type(spec, LayerSpec, "spec")
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, np.ndarray]] = {}
     for nid in spec.order:
@@ -259,6 +262,7 @@ def copy_weights(src: Any, dst: Any, spec: LayerSpec) -> dict[str, dict[str, np.
     Goes through the canonical numpy form ``{node id: {name: array}}`` (PyTorch layout), which it
     returns. Works on runtime modules and on exported ones (same attribute names).
     """
+    check_type(spec, LayerSpec, "spec")
     weights = _backend_of(src).get_weights(src, spec)
     _backend_of(dst).set_weights(dst, spec, weights)
     return weights
@@ -333,8 +337,9 @@ def verify(
     BackendUnavailableError
         A single requested backend whose framework is missing.
     """
+    check_type(spec, LayerSpec, "spec")
     if backend != "all":
-        _check_name(backend)
+        _check_name(backend, "backend")
     elif module is not None:
         raise SpecError("`module` needs a single backend ('torch' or 'jax'), not 'all'")
     size = resolve_input_size(spec, input_size)

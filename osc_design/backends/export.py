@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..cost import cost
-from ..errors import OscDesignError, SpecError, UnknownBackendError
+from ..errors import OscDesignError, SpecError, UnknownBackendError, check_type
 from ..ops import Permute
 from ..spec import LayerSpec, Pair
 from .program import (
@@ -175,7 +175,9 @@ def _header(spec: LayerSpec, src: BackendSource, size: Pair, class_name: str) ->
         f"  element adds  {c.adds:>16,}   additions of add nodes",
         f"  norm ops      {c.norm_ops:>16,}   batch norm as x * a + b, 2 per element",
         f"  XLA FLOPs     {c.xla_flops:>16,}   = 2 x MACs valid + bias adds + element adds + norm ops "
-        "(jax cost_analysis; + 4 per batch-norm channel and call)",
+        "(jax compile().cost_analysis(); + 4 per batch-norm channel and call)"
+        + (f", less {c.xla_multiplies:,} for the depthwise 1x1 convs XLA computes as multiplies"
+           if c.xla_multiplies else ""),
         "Shifts, slices, concatenations, channel permutations and identities cost nothing.",
     ]
     return ["# " + r if r else "#" for r in rows]
@@ -260,8 +262,9 @@ def export_source(
     """
     from . import BACKENDS
 
-    if to not in BACKENDS:
-        raise UnknownBackendError(f"unknown export target {to!r}; expected one of {', '.join(BACKENDS)}")
+    check_type(spec, LayerSpec, "spec")
+    if not isinstance(to, str) or to not in BACKENDS:
+        raise UnknownBackendError(f"`to`: unknown export target {to!r}; expected one of {', '.join(BACKENDS)}")
     if not isinstance(class_name, str) or not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise SpecError(f"`class_name` (={class_name!r}) must be a Python identifier")
     if class_name in RESERVED_NAMES or class_name in python_names(spec).values():

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import SpecError, check_type
 from ..spec import LayerSpec, Pair
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 _HELPERS = ("shift2d", "channel_shuffle", "permute_channels", "Conv2d", "BatchNorm2d")
 _FRAMEWORK_NAMES = (
     "annotations", "self", "torch", "nn", "F", "jax", "jnp", "lax", "nnx", "np", "math", "dtype", "device",
-    "rngs", "factory", "PERMS", "INPUT_SIZE", "TARGET", "FAMILY", "COST", "CONVENTIONS", "LAYOUT",
+    "rngs", "factory", "PERMS", "INPUT_SIZE", "TARGET", "FAMILY", "COST", "CONVENTIONS", "LAYOUT", "Sequence", "Any",
 )
 _MODULE_ATTRS = (
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
@@ -183,8 +183,7 @@ def plan(spec: LayerSpec) -> tuple[Step, ...]:
 
 def program(spec: LayerSpec) -> Program:
     """The :class:`Program` of ``spec``: :func:`plan` with the input step split off."""
-    if not isinstance(spec, LayerSpec):
-        raise SpecError(f"expected a LayerSpec, got {type(spec).__name__}")
+    check_type(spec, LayerSpec, "spec")
     steps = plan(spec)
     output = next(s.name for s in steps if s.node.id == spec.output)
     return Program(steps[0].name, steps[1:], output)
@@ -208,6 +207,7 @@ def resolve_input_size(spec: LayerSpec, input_size: int | Pair | None = None) ->
     """
     from ..geometry import pair
 
+    check_type(spec, LayerSpec, "spec")
     given = None if input_size is None else pair(input_size, "input_size", minimum=1)
     own = spec.target.input_size
     if own is not None:

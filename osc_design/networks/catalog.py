@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import SpecError
 from ..geometry import conv_output_pair as conv_output_size  # public here: (h, w) pairs in, (h, w) out
 
 __all__ = [
@@ -235,10 +236,9 @@ CATALOG: dict[str, NetworkSpec] = {
 
 
 def _spec(name: str) -> NetworkSpec:
-    try:
-        return CATALOG[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown network {name!r}; expected one of {', '.join(CATALOG)}") from None
+    if not isinstance(name, str) or name not in CATALOG:
+        raise SpecError(f"`name`: unknown network {name!r}; expected one of {', '.join(CATALOG)}")
+    return CATALOG[name]
 
 
 def catalog_names() -> list[str]:
@@ -264,13 +264,13 @@ def catalog_layers(name: str, num_classes: int | None = None) -> list[ConvLayer]
 
     Raises
     ------
-    ValueError
-        If ``name`` is not catalogued or ``num_classes`` is not a positive integer.
+    SpecError
+        If ``name`` is not catalogued or ``num_classes`` is not a positive integer (a ``ValueError``).
     """
     spec = _spec(name)
     classes = spec.num_classes if num_classes is None else num_classes
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise SpecError(f"`num_classes` (={num_classes!r}) must be a positive integer")
     return spec.generate(classes)
 
 
@@ -279,8 +279,8 @@ def network_input_shape(name: str) -> tuple[int, int, int]:
 
     Raises
     ------
-    ValueError
-        If ``name`` is not catalogued.
+    SpecError
+        If ``name`` is not catalogued (a ``ValueError``).
     """
     return (3, *_spec(name).input_size)
 
@@ -290,7 +290,7 @@ def num_classes(name: str) -> int:
 
     Raises
     ------
-    ValueError
-        If ``name`` is not catalogued.
+    SpecError
+        If ``name`` is not catalogued (a ``ValueError``).
     """
     return _spec(name).num_classes

@@ -8,7 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..errors import SchemaError
+from ..errors import SchemaError, SpecError, check_type
 from ..io import write_text
 from ..serialize import format_json, parse_json, read_capped, schema_error
 from .catalog import ConvLayer
@@ -28,6 +28,13 @@ def network_schema() -> dict[str, Any]:
 
 def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The JSON document describing ``layers`` (in forward order)."""
+    check_type(name, str, "name", "a network name (str)")
+    check_type(layers, (list, tuple), "layers", "a list of ConvLayer")
+    for i, layer in enumerate(layers):
+        check_type(layer, ConvLayer, f"layers[{i}]")
+    if input_shape is not None and (not isinstance(input_shape, (list, tuple))
+                                    or not all(type(v) is int and v >= 1 for v in input_shape)):
+        raise SpecError(f"`input_shape` (={input_shape!r}) must be a tuple of positive integers")
     doc: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": name}
     if input_shape is not None:
         doc["input_shape"] = list(input_shape)
@@ -97,4 +104,5 @@ def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
 def save_network(path: str | os.PathLike[str], name: str, layers: list[ConvLayer],
                  input_shape: tuple[int, ...] | None = None) -> None:
     """Write a network description atomically."""
+    check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
     write_text(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")

@@ -180,7 +180,7 @@ def live_channels(spec: LayerSpec) -> dict[str, set[int]]:
 
 
 def xla_expected(spec: LayerSpec, size, batch: int, *, compiled: bool) -> int | None:
-    """What XLA's cost analysis reports for ``spec``, from cost.py's per-node ``xla_flops`` and XLA's rules.
+    """What XLA's cost analysis reports for ``spec``, from cost.py's per-node counts and XLA's rules.
 
     The rules, all measured (jax 0.10.2, CPU): nodes whose every output channel is sliced away are not
     counted (dead code); batch norm counts 2 per element and sample plus 4 per channel and call. After
@@ -198,10 +198,10 @@ def xla_expected(spec: LayerSpec, size, batch: int, *, compiled: bool) -> int | 
         node = spec.node_map[nid]
         if not live[nid]:
             continue
-        total += batch * c.xla_flops
+        total += batch * (2 * c.macs_valid + c.bias_adds + c.adds + c.norm_ops)
         if node.op == "batch_norm":
             h, w = sizes[nid]
-            total += 2 * node.num_features * h * w * batch + 4 * node.num_features - batch * c.xla_flops
+            total += 2 * node.num_features * h * w * batch + 4 * node.num_features - batch * c.norm_ops
         if (compiled and node.op == "conv2d" and node.kernel_size == node.stride == node.dilation == (1, 1)
                 and node.padding == (0, 0) and node.in_channels == node.groups == node.out_channels):
             total -= batch * c.macs_valid

@@ -30,6 +30,7 @@ from jax import lax  # noqa: E402
 from osc_design import GraphBuilder, OscDesignError, SpecError, Target, cost  # noqa: E402
 from osc_design.backends import jax as jb  # noqa: E402
 from osc_design.backends import random_weights, resolve_input_size, verify  # noqa: E402
+from osc_design.cost import xla_flops as od_xla_flops  # noqa: E402
 from osc_design.ops import shuffle_permutation  # noqa: E402
 
 
@@ -110,8 +111,49 @@ def test_per_channel_pointwise_conv_becomes_a_multiply():
     b = GraphBuilder(Target(4, 4, 1, input_size=(5, 6)))
     spec = b.build(b.conv2d(b.input, 4, 1, groups=4))
     compiled, lowered = check_counts(spec, batch=2)
-    assert lowered == 2 * cost(spec).xla_flops
-    assert compiled == 2 * 4 * 5 * 6  # one multiply per output element
+    assert lowered == 2 * (2 * 4 * 5 * 6) == 2 * cost(spec).xla_flops_unoptimized
+    assert compiled == 2 * 4 * 5 * 6 == 2 * cost(spec).xla_flops  # one multiply per output element
+
+
+def dw_flops(c_in, c_out, groups, *, stride=1, padding=0, dilation=1, bias=False, batch=1, size=(5, 6)):
+    """(compiled, lowered) flops of one ``lax.conv_general_dilated`` (plus a bias add), measured here."""
+    x = jax.ShapeDtypeStruct((batch, *size, c_in), jnp.float32)
+    w = jax.ShapeDtypeStruct((1, 1, c_in // groups, c_out), jnp.float32)
+    b = jax.ShapeDtypeStruct((c_out,), jnp.float32)
+
+    def f(x, w, b):
+        y = lax.conv_general_dilated(x, w, (stride, stride), [(padding, padding)] * 2, rhs_dilation=(dilation,) * 2,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+        return y + b if bias else y
+
+    lowered = jax.jit(f).lower(x, w, b)
+    return lowered.compile().cost_analysis().get("flops", 0.0), lowered.cost_analysis().get("flops", 0.0)
+
+
+@pytest.mark.parametrize("c_in, c_out, groups, kw", [
+    (17, 17, 17, {}), (17, 17, 17, {"bias": True}), (17, 17, 17, {"batch": 3}), (1, 1, 1, {}),
+    (8, 16, 8, {}), (16, 16, 8, {}), (1, 8, 1, {}), (17, 17, 17, {"stride": 2}), (17, 17, 17, {"padding": 1}),
+    (17, 17, 17, {"dilation": 2}), (8, 16, 8, {"bias": True, "batch": 2}),
+])
+def test_xla_flops_models_the_depthwise_pointwise_multiply(c_in, c_out, groups, kw):
+    # which 1x1 convs XLA's passes turn into a multiply, measured on a bare lax conv; xla_flops must agree
+    compiled, lowered = dw_flops(c_in, c_out, groups, **kw)
+    b = GraphBuilder(Target(c_in, c_out, 1, kw.get("stride", 1), kw.get("padding", 0), input_size=(5, 6)))
+    conv_kw = {k: v for k, v in kw.items() if k != "batch"}
+    spec = b.build(b.conv2d(b.input, c_out, 1, groups=groups, **conv_kw))
+    batch = kw.get("batch", 1)
+    assert compiled == od_xla_flops(spec, batch) and lowered == od_xla_flops(spec, batch, optimized=False)
+
+
+def test_verify_grouped_one_channel_per_group_at_k1():
+    # the issue's case: `verify --backend jax` of grouped 17->17, 17 groups, K=1 (measured 3,927 = 17 x 11 x 21)
+    from osc_design.registry import get_family
+
+    spec = get_family("grouped").design(Target(17, 17, 1, input_size=(11, 21))).spec
+    assert spec.nodes[-1].groups == 17
+    checks = {c.quantity: c for c in verify(spec, "jax").checks}
+    assert checks["xla_flops"].measured == 3927 == checks["xla_flops"].expected and checks["xla_flops"].ok
+    assert checks["xla_flops_hlo"].measured == 7854 == checks["xla_flops_hlo"].expected
 
 
 @pytest.mark.parametrize("name", CASES)

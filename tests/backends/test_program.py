@@ -41,7 +41,7 @@ def test_program_names_and_order():
     assert prog.step("forward").name == "forward_1" and prog.step("forward").inputs == ("stage_1",)
     with pytest.raises(SpecError, match="not a node"):
         prog.step("in")
-    with pytest.raises(SpecError, match="expected a LayerSpec"):
+    with pytest.raises(SpecError, match="must be a LayerSpec"):
         program("not a spec")
 
 
