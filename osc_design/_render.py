@@ -186,7 +186,8 @@ def cost_lines(cost: Cost) -> Text:
         ("MACs", cost.macs),
         ("MACs valid", cost.macs_valid),
         ("FLOPs = 2 x MACs", cost.flops),
-        ("XLA FLOPs = 2 x MACs valid + bias adds + adds + norm ops", cost.xla_flops),
+        ("XLA FLOPs = 2 x MACs valid + bias adds + adds + norm ops"
+         + (" - 1x1 depthwise multiplies" if cost.xla_multiplies else ""), cost.xla_flops),
     ]
     width = max(len(r[0]) for r in rows)
     return Text("\n".join(f"  {name:<{width}}  {fmt_int(v):>15}" for name, v in rows))
