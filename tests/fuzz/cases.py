@@ -239,9 +239,11 @@ def _last_frame(exc: BaseException) -> str:
     return f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
 
 
-def cli_outcome(fmt: str, args: list[str], output: Path | None = None, env: dict[str, str] | None = None) -> Outcome:
+def cli_outcome(fmt: str, args: list[str], output: Path | None = None, env: dict[str, str] | None = None,
+                codes: tuple[int, ...] = (1, 2)) -> Outcome:
     """Run ``osc-design ARGS`` in-process (``typer.testing.CliRunner``, stderr apart) and classify it;
-    with ``output`` (the ``-o`` path in ``args``), a failed run must leave no file and no temporary file."""
+    with ``output`` (the ``-o`` path in ``args``), a failed run must leave no file and no temporary file.
+    ``codes``: the exit codes a failure may have (``(2,)`` where the only way to fail is invalid input)."""
     from typer.testing import CliRunner
 
     from osc_design.cli import app
@@ -254,7 +256,7 @@ def cli_outcome(fmt: str, args: list[str], output: Path | None = None, env: dict
         return Outcome(fmt, FAIL, code, f"{type(exc).__name__}: {_last_frame(exc)}: {str(exc)[:200]}")
     if "Traceback" in err or "Traceback" in result.stdout:
         return Outcome(fmt, FAIL, code, "traceback: " + err[-300:])
-    if code not in (0, 1, 2):
+    if code not in (0, *codes):
         return Outcome(fmt, FAIL, code, f"exit code {code}: {err[-200:]}")
     if code and not (_one_line(err) and err.startswith("Error: ")):
         return Outcome(fmt, FAIL, code, f"not one error line: {err[:300]!r}")
@@ -280,7 +282,7 @@ def spec_case(data: bytes) -> list[Outcome]:
         out = tmp / "out" / "module.py"
         out.parent.mkdir()
         return [library_outcome("spec:load", lambda: load(path)),
-                cli_outcome("spec:export", ["export", str(path), "--to", "torch", "-o", str(out)], out)]
+                cli_outcome("spec:export", ["export", str(path), "--to", "torch", "-o", str(out)], out, codes=(2,))]
 
     return in_temp_file(data, run)  # type: ignore[return-value]
 
