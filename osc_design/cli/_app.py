@@ -23,6 +23,7 @@ EXIT_CODES = ("Exit codes: 0 ok; 2 invalid input (arguments, option values, file
 
 _USAGE_EXC: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 _CLICK_EXC: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_ABORT_EXC: Any = typer.Abort
 _INVALID_INPUT = (SchemaError, BackendUnavailableError, UnknownBackendError)
 """Library errors that are always about what the user gave: a file that does not validate, a framework
 or backend that is not there (exit 2)."""
@@ -49,8 +50,12 @@ class _OneLineErrors(TyperGroup):
             code = _fail(str(e), 2)
         except OscDesignError as e:
             code = _fail(str(e), 1)
-        except KeyboardInterrupt:
-            code = _fail("interrupted", 130)
+        except (KeyboardInterrupt, _ABORT_EXC):
+            code = 130
+        except Exception as e:  # a bug of osc-design: still one line, and the words to report it by
+            code = _fail(f"internal error ({type(e).__name__}: {e}); please report it with the command line", 1)
+        if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself)
+            _fail("interrupted", 130)
         if not standalone_mode:
             return code
         sys.exit(code)

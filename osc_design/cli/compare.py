@@ -42,6 +42,9 @@ def check_device(backend: LatencyBackend, device: Device) -> None:
     """A usage error of ``--device`` when the framework does not see it (``cuda`` without a GPU)."""
     if device is not Device.cuda:
         return
+    from ..backends import get_backend
+
+    get_backend(backend.value)  # BackendUnavailableError (exit 2) before the framework is imported
     if backend is LatencyBackend.torch:
         import torch
 
@@ -109,9 +112,9 @@ def run_compare(target_options: TargetOptions, solver: SolverOptions, io: Output
         check_device(lat.backend, lat.device)
     osc = solver.solver_kwargs()
     result = compare(target, options={"osc": osc, "osc-2": {k: v for k, v in osc.items() if k != "max_stages"}})
-    latency, fastest = _timed(target, result, solver, lat)
     if result.optimal is None:  # osc refused the options: the reason it was skipped
         raise SpecError(dict(result.skipped).get("osc", "the osc family was not compared"))
+    latency, fastest = _timed(target, result, solver, lat)
     if out.emit_document(io.fmt, io.output,
                          lambda: result.to_dict(input_size_default=defaulted, latency=latency, fastest=fastest),
                          lambda: result.rows(latency)):
@@ -181,6 +184,13 @@ def _measured_text(measured: dict[str, Any]) -> str:
     return ", ".join(f"{' = '.join(names)} {m.seconds * 1e3:.2f} ms" for names, m in groups.values())
 
 
+def _no_root_options(command: str, *given: Any) -> None:
+    """Options of the root command are not passed on to a subcommand: refuse them rather than drop them."""
+    if any(g != type(g)() for g in given):
+        raise typer.BadParameter(f"options go after the command: osc-design {command} OPTIONS ...",
+                                 param_hint="'osc-design OPTIONS COMMAND'")
+
+
 @app.callback(invoke_without_command=True)
 @command_options
 def root(
@@ -200,6 +210,7 @@ def root(
         typer.echo(f"osc-design {__version__}")
         raise typer.Exit()
     if ctx.invoked_subcommand is not None:
+        _no_root_options(ctx.invoked_subcommand, target, solver, io, latency)
         return
     if all(v is None for v in (target.channels, target.in_channels, target.out_channels, target.kernel)):
         typer.echo(ctx.get_help())

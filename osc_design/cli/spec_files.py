@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import OscDesignError
+from ..errors import OscDesignError, SpecError
 from . import output as out
 from ._app import app
 from .options import DEFAULT_INPUT, Format, FormatOpt, InputSize, Output, check_output, parse_pair, positive
@@ -34,6 +34,17 @@ def _load_spec(path: Path) -> Any:
     if not path.is_file():
         raise typer.BadParameter(f"{str(path)!r} is not a readable file", param_hint="'SPEC'")
     return load(path)
+
+
+def _input_size(spec: Any, size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size every check uses: the spec's own, or ``--input-size`` where the spec has none (a size that
+    differs from the spec's, or that is too small for it, is invalid input)."""
+    from ..backends import resolve_input_size
+
+    try:
+        return resolve_input_size(spec, size)
+    except SpecError as e:
+        raise typer.BadParameter(str(e), param_hint="'--input-size'") from None
 
 
 SpecArg = Annotated[Path, typer.Argument(help="A layer-spec JSON file (format osc-design.layer).", show_default=False)]
@@ -63,6 +74,7 @@ def verify_cmd(
 
     if size is None and spec.target.input_size is None:
         size = (DEFAULT_INPUT, DEFAULT_INPUT)
+    size = _input_size(spec, size)
     c, cov = cost(spec, size), coverage(spec)
     report = None
     if backend is not BackendChoice.none:
@@ -105,6 +117,10 @@ def export_cmd(
     spec = _load_spec(spec_file)
     from ..backends.export import export_source
 
-    out.emit(export_source(spec, to=to.value, class_name=class_name), output)
+    try:
+        source = export_source(spec, to=to.value, class_name=class_name)
+    except SpecError as e:  # the spec loaded, so what is invalid is the class name
+        raise typer.BadParameter(str(e), param_hint="'--class-name'") from None
+    out.emit(source, output)
 
 

@@ -174,10 +174,10 @@ def calibrate_cmd(
     from .compare import check_device
 
     check_device(backend, device)
-    advance, close = out.progress(1, f"calibrating {backend.value} on {device.value}")
+    report_ops, close = out.op_progress(f"calibrating {backend.value} on {device.value}")
 
     def progress(done: int, total: int, op: Any, timing: Any) -> None:
-        advance()
+        report_ops(done, total)  # the bar is sized by the first report's total
 
     try:
         report = calibrate(backend.value, device.value, batch, progress=progress)
