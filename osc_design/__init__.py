@@ -54,7 +54,7 @@ _LAZY = {
     "extract_convs": ("osc_design.networks.extract", "extract_convs"),
     "extract_network": ("osc_design.networks.extract", "extract_network"),
     "convert": ("osc_design.networks.convert", "convert"),
-    "summary": ("osc_design.summary", "summary"),
+    "summary": ("osc_design.networks.summary", "summary"),
     "verify": ("osc_design.backends", "verify"),
     "export_source": ("osc_design.backends", "export_source"),
 }

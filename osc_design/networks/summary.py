@@ -139,7 +139,8 @@ def _kind(module: torch.nn.Module) -> str:
         return "conv"
     if isinstance(module, nn.Linear):
         return "linear"
-    norms = (m.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
+    norms = (m.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+             getattr(nn, "RMSNorm", nn.LayerNorm))
     if isinstance(module, norms):
         return "norm"
     if isinstance(module, (m.pooling._MaxPoolNd, m.pooling._AvgPoolNd, m.pooling._AdaptiveAvgPoolNd,
@@ -160,8 +161,8 @@ def _numel(shape: Any) -> int:
 def _macs(module: torch.nn.Module, kind: str, x: Any, y: Any) -> int:
     """The MACs of one call (see the module docstring)."""
     if kind == "conv":
-        window = _numel(module.kernel_size)  # type: ignore[arg-type]
-        if module.transposed:  # type: ignore[union-attr]
+        window = _numel(module.kernel_size)
+        if module.transposed:
             return _numel(x.shape) * (int(module.out_channels) // int(module.groups)) * window  # type: ignore[arg-type]
         return _numel(y.shape) * (int(module.in_channels) // int(module.groups)) * window  # type: ignore[arg-type]
     if kind == "linear":
@@ -267,7 +268,7 @@ def summary(model: torch.nn.Module, input_size: tuple[int, ...], *, batch: int =
     order = sorted(watch, key=lambda n: seen[n].first)  # stable: never-called modules keep their place
     rows = tuple(SummaryRow(n or type(model).__name__, type(modules[n]).__name__, seen[n].kind, own[n],
                             seen[n].macs, seen[n].shape, seen[n].elements, seen[n].calls) for n in order)
-    by_kind = {k: sum(r.macs for r in rows if r.kind == k) for k in KINDS if any(r.kind == k for r in rows)}
+    by_kind = {k: sum(r.macs for r in rows if r.kind == k) for k in KINDS}
     unique = {id(p): p for p in model.parameters()}.values()
     return Summary(name or type(model).__name__, full, rows, sum(p.numel() for p in unique),
                    sum(p.numel() for p in unique if p.requires_grad), by_kind)
