@@ -2,14 +2,15 @@
 
 The workflow's entry points are attributes of this package, imported on first use (importing it needs
 no framework): :func:`extract_convs` and :func:`extract_network` (a PyTorch model's convolutions),
-:func:`plan_network`, :func:`load_plan` and :func:`save_plan` (plan files), :func:`convert` (a model
-by a plan), :func:`load_network` and :func:`save_network` (description files).
+:func:`plan_network`, :func:`load_plan` and :func:`save_plan` (plan files), :func:`load_network` and
+:func:`save_network` (description files). ``convert`` names its module here
+(``from osc_design.networks.convert import convert``, or ``osc_design.convert``).
 """
 
 from __future__ import annotations
 
 _LAZY = {
-    "extract_convs": "extract", "extract_network": "extract", "convert": "convert",
+    "extract_convs": "extract", "extract_network": "extract",
     "plan_network": "plan", "load_plan": "plan", "save_plan": "plan", "NetworkPlan": "plan",
     "load_network": "description", "save_network": "description",
 }
