@@ -130,9 +130,9 @@ def _torchinfo_extra(model: nn.Module, s) -> int:
     for name, module in model.named_modules():
         if name not in rows or not rows[name].calls:
             continue
-        batch, *_, = rows[name].output_shape
+        batch, positions = rows[name].output_shape[0], rows[name].output_elements
         if isinstance(module, nn.modules.conv._ConvNd):
-            extra += 0 if module.bias is None else module.bias.numel() * rows[name].output_elements // module.out_channels
+            extra += 0 if module.bias is None else module.bias.numel() * positions // module.out_channels
         elif isinstance(module, nn.Linear):
             extra += 0 if module.bias is None else batch * module.bias.numel()
         else:
@@ -180,8 +180,8 @@ def test_cli_catalogue_formats_and_batch():
 
 
 def test_cli_model_file(tmp_path):
-    (tmp_path / "m.py").write_text("from torch import nn\n\ndef make():\n"
-                                   "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))\n")
+    body = "nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))"
+    (tmp_path / "m.py").write_text(f"from torch import nn\n\ndef make():\n    return {body}\n")
     result = runner.invoke(app, ["summary", "--model", f"{tmp_path / 'm.py'}:make", "-i", "1x8x8", "-f", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["totals"]["macs"] == 4 * 36 * 9 + 144 * 2
