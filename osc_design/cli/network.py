@@ -203,7 +203,7 @@ def network_cmd(
     """
     check_output(output)
     one_source(name, model_ref, input_size, from_file,
-               what="a catalogue network name, --from FILE or --model MODULE:CALLABLE")
+               what="a catalogue network name or --from FILE or --model MODULE:CALLABLE")
     options = _parse_options(option)
     _check_policy(policy, options)
     network, layers = _layers(name, from_file, model_ref, input_size)
