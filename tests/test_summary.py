@@ -13,8 +13,6 @@ import sys
 import pytest
 
 torch = pytest.importorskip("torch")
-torchinfo = pytest.importorskip("torchinfo")
-fvcore_nn = pytest.importorskip("fvcore.nn")
 
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
@@ -142,6 +140,8 @@ def _torchinfo_extra(model: nn.Module, s) -> int:
 
 @pytest.mark.parametrize("module,name", THIRD_PARTY, ids=[n for _, n in THIRD_PARTY])
 def test_totals_match_torchinfo_fvcore_and_flop_counter(module, name):
+    import torchinfo  # the test extra: required, never skipped
+    from fvcore import nn as fvcore_nn
     torch.manual_seed(0)
     model, batch = _pytorchcv(module, name), 2
     s = summary(model, (3, SIZE, SIZE), batch=batch)
