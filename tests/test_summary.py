@@ -140,8 +140,13 @@ def _torchinfo_extra(model: nn.Module, s) -> int:
 
 @pytest.mark.parametrize("module,name", THIRD_PARTY, ids=[n for _, n in THIRD_PARTY])
 def test_totals_match_torchinfo_fvcore_and_flop_counter(module, name):
+    import warnings
+
     import torchinfo  # the test extra: required, never skipped
-    from fvcore import nn as fvcore_nn
+
+    with warnings.catch_warnings():  # fvcore's imports use torch.jit.script, deprecated in torch 2.10+
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fvcore import nn as fvcore_nn
     torch.manual_seed(0)
     model, batch = _pytorchcv(module, name), 2
     s = summary(model, (3, SIZE, SIZE), batch=batch)
