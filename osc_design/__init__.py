@@ -50,6 +50,11 @@ _LAZY = {
     "get_family": ("osc_design.registry", "get_family"),
     "family_ids": ("osc_design.registry", "family_ids"),
     "plan_network": ("osc_design.networks.plan", "plan_network"),
+    "load_plan": ("osc_design.networks.plan", "load_plan"),
+    "extract_convs": ("osc_design.networks.extract", "extract_convs"),
+    "extract_network": ("osc_design.networks.extract", "extract_network"),
+    "convert": ("osc_design.networks.convert", "convert"),
+    "summary": ("osc_design.networks.summary", "summary"),
     "verify": ("osc_design.backends", "verify"),
     "export_source": ("osc_design.backends", "export_source"),
 }
@@ -69,4 +74,5 @@ __all__ = [
     "SchemaError", "Shift", "Slice", "SpecError", "Target", "UnknownBackendError", "__version__", "cost",
     "cost_by_node", "coverage", "dependence", "dumps", "layer_schema", "load", "loads", "save",
     "compare", "solve", "pareto_front", "get_family", "family_ids", "plan_network", "verify", "export_source",
+    "load_plan", "extract_convs", "extract_network", "convert", "summary",
 ]

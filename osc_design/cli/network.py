@@ -13,7 +13,21 @@ from ..errors import OptionError
 from . import output as out
 from ._app import app
 from .compare import latency_model
-from .options import BatchOpt, Device, DeviceOpt, Format, FormatOpt, LatencyBackend, Output, check_output
+from .options import (
+    DEFAULT_MODEL_INPUT,
+    BatchOpt,
+    Device,
+    DeviceOpt,
+    Format,
+    FormatOpt,
+    LatencyBackend,
+    ModelInputSize,
+    ModelRef,
+    Output,
+    check_output,
+    load_model,
+    parse_shape,
+)
 
 
 class PlanObjective(str, Enum):
@@ -78,17 +92,60 @@ def _check_option_values(plan: Any, options: dict[str, Any]) -> None:
             raise typer.BadParameter(f"{reason} (no layer could use it)", param_hint="'--option'")
 
 
-def _layers(name: str | None, from_file: Path | None) -> tuple[str, Any]:
-    """The network's name and conv layers, from a description file (``--from``) or else the catalogue."""
+def check_catalogue(name: str) -> None:
+    """A usage error unless ``name`` is a catalogue network."""
+    from ..networks.catalog import catalog_names
+
+    if name not in catalog_names():
+        raise typer.BadParameter(f"{name!r} is not in the catalogue ({', '.join(catalog_names())})",
+                                 param_hint="'NAME'")
+
+
+def fixed_size(input_size: str | None) -> None:
+    """A catalogue network's layers are listed at its own input size: ``--input-size`` is for ``--model``."""
+    if input_size is not None:
+        raise typer.BadParameter("a catalogue network has its own input size: --input-size is for --model",
+                                 param_hint="'--input-size'")
+
+
+def one_source(name: str | None, model: str | None, input_size: str | None, *others: Any,
+               what: str = "a catalogue network name or --model MODULE:CALLABLE") -> None:
+    """Exactly one of ``name``, ``--model`` and ``others`` (``--from``); ``--input-size`` only with a model."""
+    if sum(x is not None for x in (name, model, *others)) != 1:
+        raise typer.BadParameter(f"give {what} (one of them)", param_hint="'NAME'")
+    if input_size is not None and model is None and name is None:
+        raise typer.BadParameter("--input-size is for --model or a catalogue network", param_hint="'--input-size'")
+
+
+def extract_model(ref: str, input_size: str | None) -> tuple[str, Any, tuple[int, ...]]:
+    """``--model``: the model's name, its :class:`~osc_design.networks.extract.Extraction` and input shape."""
+    from ..networks.extract import extract_network
+
+    model = load_model(ref)
+    shape = parse_shape(input_size) or DEFAULT_MODEL_INPUT
+    try:
+        return type(model).__name__, extract_network(model, shape), shape
+    except Exception as e:  # the user's forward pass failed on this input
+        shown = "x".join(map(str, shape))
+        raise typer.BadParameter(f"{ref!r}: the forward pass on an input of 1x{shown} raised {type(e).__name__}: "
+                                 f"{e}", param_hint="'--model'") from None
+
+
+def _layers(name: str | None, from_file: Path | None, model: str | None, input_size: str | None) -> tuple[str, Any]:
+    """The network's name and conv layers: from a description file (``--from``), a model (``--model``) or
+    else the catalogue."""
     if from_file is not None:
         from ..networks.description import load_network
 
         return load_network(from_file)
-    from ..networks.catalog import catalog_layers, catalog_names
+    if model is not None:
+        network, found, _ = extract_model(model, input_size)
+        return network, found.layers
+    from ..networks.catalog import catalog_layers
 
-    if name is None or name not in catalog_names():
-        raise typer.BadParameter(f"{name!r} is not in the catalogue ({', '.join(catalog_names())})",
-                                 param_hint="'NAME'")
+    assert name is not None
+    check_catalogue(name)
+    fixed_size(input_size)
     return name, catalog_layers(name)
 
 
@@ -116,6 +173,8 @@ def network_cmd(
     name: Annotated[str | None, typer.Argument(help=NETWORK_HELP)] = None,
     from_file: Annotated[Path | None, typer.Option("--from",
         help="A network description JSON file instead of a catalogue name.")] = None,
+    model_ref: ModelRef = None,
+    input_size: ModelInputSize = None,
     policy: Annotated[str, typer.Option("--policy",
         help="Family to use where it helps (osc, osc-2, bsconv-u, ...), or any.")] = "osc",
     budget_params: Annotated[float | None, typer.Option("--budget-params",
@@ -139,14 +198,15 @@ def network_cmd(
     --policy any draws from every family and the OSC Pareto front.
 
     Examples: osc-design network resnet50 --policy osc --budget-params 0.2;
-    osc-design network resnet18 --policy any --objective latency --backend torch
+    osc-design network resnet18 --policy any --objective latency --backend torch;
+    osc-design network --model mypkg.models:make_net --input-size 3x160x160
     """
     check_output(output)
-    if (name is None) == (from_file is None):
-        raise typer.BadParameter("give a catalogue network name or --from FILE (one of them)", param_hint="'NAME'")
+    one_source(name, model_ref, input_size, from_file,
+               what="a catalogue network name or --from FILE or --model MODULE:CALLABLE")
     options = _parse_options(option)
     _check_policy(policy, options)
-    network, layers = _layers(name, from_file)
+    network, layers = _layers(name, from_file, model_ref, input_size)
     budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
     from ..networks.plan import plan_network
 
@@ -169,3 +229,35 @@ def network_cmd(
         from .. import _render as r
 
         out.emit(out.render(*r.network_renderables(plan), output=output), output)
+
+
+@app.command("describe")
+def describe_cmd(
+    name: Annotated[str | None, typer.Argument(help=NETWORK_HELP)] = None,
+    model_ref: ModelRef = None,
+    input_size: ModelInputSize = None,
+    output: Output = None,
+) -> None:
+    """Write the description file of a model's convolutions (JSON), for network --from.
+
+    Every nn.Conv2d with its input size, the kept ones with why; the other convolution modules
+    (transposed, 1-D, 3-D, never called) under `others`.
+
+    Example: osc-design describe --model path/to/net.py:make_net --input-size 3x160x160 -o net.json
+    """
+    from ..networks.description import layers_to_dict
+    from ..serialize import format_json
+
+    check_output(output)
+    one_source(name, model_ref, input_size)
+    if model_ref is not None:
+        network, found, shape = extract_model(model_ref, input_size)
+        doc = layers_to_dict(network, found.layers, shape, found.others)
+    else:
+        from ..networks.catalog import catalog_layers, network_input_shape
+
+        assert name is not None
+        check_catalogue(name)
+        fixed_size(input_size)
+        doc = layers_to_dict(name, catalog_layers(name), network_input_shape(name))
+    out.emit(format_json(doc) + "\n", output)

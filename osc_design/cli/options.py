@@ -127,6 +127,83 @@ Output = Annotated[Path | None, typer.Option(
     help="Write to this file (atomically) instead of stdout.")]
 
 
+ModelRef = Annotated[str | None, typer.Option(
+    "--model", metavar="MODULE:CALLABLE",
+    help="Your PyTorch model: MODULE:CALLABLE or path/to/file.py:CALLABLE, called with no arguments; "
+         "this imports and runs your code.")]
+DEFAULT_MODEL_INPUT = (3, 224, 224)
+ModelInputSize = Annotated[str | None, typer.Option(
+    "--input-size", "-i", metavar="CxHxW",
+    help="Shape of one input sample for --model, e.g. 3x224x224 \\[default: 3x224x224; a catalogue network: its own].")]
+
+
+def parse_shape(text: str | None, option: str = "--input-size") -> tuple[int, ...] | None:
+    """``"3x224x224"`` -> ``(3, 224, 224)`` (any number of positive sizes); anything else is a usage error."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        return tuple(int(p) for p in parts)
+    raise typer.BadParameter(f"{text!r} is not an input shape: use positive sizes like 3x224x224 (CxHxW)",
+                             param_hint=f"'{option}'")
+
+
+def _import_target(module_ref: str) -> Any:
+    """The module named by a dotted path, or loaded from a ``.py`` file."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if module_ref.endswith(".py") or os.sep in module_ref or "/" in module_ref:
+        path = Path(module_ref)
+        if not path.is_file():
+            raise ModuleNotFoundError(f"no file {module_ref!r}")
+        name = f"_osc_design_model_{abs(hash(str(path.resolve())))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"{module_ref!r} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m`: modules in the working directory
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(module_ref)
+
+
+def load_model(ref: str) -> Any:
+    """Import ``MODULE:CALLABLE`` (a dotted module or a ``.py`` file path), call it with no arguments and
+    return the ``torch.nn.Module`` it builds. Every failure is a usage error of ``--model``, in one line."""
+    def fail(why: str) -> typer.BadParameter:
+        return typer.BadParameter(f"{ref!r}: {why}", param_hint="'--model'")
+
+    module_ref, sep, attr = ref.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise fail("give MODULE:CALLABLE or path/to/file.py:CALLABLE")
+    try:
+        from torch import nn
+    except ImportError:
+        raise fail("a model needs PyTorch (pip install torch)") from None
+    try:
+        module = _import_target(module_ref)
+    except ModuleNotFoundError as e:
+        raise fail(f"cannot import {module_ref!r} ({e})") from None
+    except Exception as e:  # the user's module raised while importing
+        raise fail(f"importing {module_ref!r} raised {type(e).__name__}: {e}") from None
+    if not hasattr(module, attr):
+        raise fail(f"{module_ref!r} has no attribute {attr!r}")
+    make = getattr(module, attr)
+    if not callable(make):
+        raise fail(f"{attr!r} is a {type(make).__name__}, not a callable")
+    try:
+        model = make()
+    except Exception as e:
+        raise fail(f"calling {attr}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise fail(f"{attr}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 # -- option sets --------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class TargetOptions:

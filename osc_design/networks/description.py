@@ -13,11 +13,23 @@ from ..io import write_text
 from ..serialize import format_json, parse_json, read_capped, schema_error
 from .catalog import ConvLayer
 
-__all__ = ["FORMAT", "VERSION", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
-           "save_network"]
+__all__ = ["FORMAT", "VERSION", "PAIR_FIELDS", "network_schema", "layers_to_dict", "layers_from_dict", "load_network",
+           "normalise_pairs", "save_network"]
 
 FORMAT = "osc-design.network"
 VERSION = 1
+
+PAIR_FIELDS = ("kernel_size", "stride", "padding", "dilation", "input_size")
+"""Fields that take ``[height, width]`` or, as on the command line, one integer ``N`` for ``[N, N]``."""
+
+
+def normalise_pairs(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the shorthand ``N`` of each :data:`PAIR_FIELDS` entry written out as ``[N, N]``.
+
+    >>> normalise_pairs({"kernel_size": 3, "stride": [2, 1]})
+    {'kernel_size': [3, 3], 'stride': [2, 1]}
+    """
+    return {k: [v, v] if k in PAIR_FIELDS and type(v) is int else v for k, v in raw.items()}
 
 
 @cache
@@ -26,8 +38,10 @@ def network_schema() -> dict[str, Any]:
     return json.loads(resources.files("osc_design").joinpath("schemas/network-v1.schema.json").read_text("utf-8"))
 
 
-def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """The JSON document describing ``layers`` (in forward order)."""
+def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, ...] | None = None,
+                   others: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The JSON document describing ``layers`` (in forward order), and the ``others`` convolution modules
+    (``(name, reason)``, as :func:`~osc_design.networks.extract.extract_network` lists them) when given."""
     check_type(name, str, "name", "a network name (str)")
     check_type(layers, (list, tuple), "layers", "a list of ConvLayer")
     for i, layer in enumerate(layers):
@@ -39,6 +53,8 @@ def layers_to_dict(name: str, layers: list[ConvLayer], input_shape: tuple[int, .
     if input_shape is not None:
         doc["input_shape"] = list(input_shape)
     doc["layers"] = [_layer_dict(layer) for layer in layers]
+    if others:
+        doc["others"] = [{"name": n, "reason": why} for n, why in others]
     return doc
 
 
@@ -56,7 +72,9 @@ def _layer_dict(layer: ConvLayer) -> dict[str, Any]:
 
 
 def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
-    """Validate a parsed network description and return ``(name, layers)``."""
+    """Validate a parsed network description and return ``(name, layers)``.
+
+    A size field may be one integer ``N`` for ``[N, N]`` (:data:`PAIR_FIELDS`), normalised here."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise SchemaError(f"`format` (={got!r}): not an osc-design network description (expected {FORMAT!r})")
@@ -69,6 +87,7 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
     layers = []
     seen: set[str] = set()
     for i, raw in enumerate(doc["layers"]):
+        raw = normalise_pairs(raw)
         if raw["name"] in seen:
             raise SchemaError(f"`layers[{i}].name` (={raw['name']!r}): duplicate layer name")
         seen.add(raw["name"])
@@ -102,7 +121,7 @@ def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:
 
 
 def save_network(path: str | os.PathLike[str], name: str, layers: list[ConvLayer],
-                 input_shape: tuple[int, ...] | None = None) -> None:
+                 input_shape: tuple[int, ...] | None = None, others: list[tuple[str, str]] | None = None) -> None:
     """Write a network description atomically."""
     check_type(path, (str, os.PathLike), "path", "a path (str or os.PathLike)")
-    write_text(path, format_json(layers_to_dict(name, layers, input_shape)) + "\n")
+    write_text(path, format_json(layers_to_dict(name, layers, input_shape, others)) + "\n")

@@ -46,7 +46,8 @@ from ..ops import Conv2d
 from ..spec import LayerSpec, Target
 from .catalog import ConvLayer
 
-__all__ = ["LayerChoice", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "OBJECTIVES"]
+__all__ = ["LayerChoice", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "load_plan",
+           "plan_from_dict", "plan_schema", "save_plan", "OBJECTIVES"]
 
 OBJECTIVES = ("params", "latency")
 """What :func:`plan_network` minimises per layer without a budget (and ``latency``: also under one)."""
@@ -78,7 +79,9 @@ class LayerPlan:
     before: Cost
     chosen: LayerChoice
     reason: str
-    candidates: tuple[LayerChoice, ...] = field(default=(), repr=False)
+    candidates: tuple[LayerChoice, ...] = field(default=(), repr=False, compare=False)
+    """Every candidate the planner weighed, the original first (not saved: a loaded plan has the original
+    and the chosen one; plans compare by their decisions)."""
 
     @property
     def after(self) -> Cost:
@@ -92,22 +95,32 @@ class LayerPlan:
         from ..serialize import to_dict
 
         layer = self.layer
-        return {
+        target: dict[str, Any] = {
+            "in_channels": layer.in_channels, "out_channels": layer.out_channels,
+            "kernel_size": list(layer.kernel_size), "stride": list(layer.stride), "padding": list(layer.padding),
+            "groups": layer.groups, "bias": layer.bias, "input_size": list(layer.input_size)}
+        if layer.dilation != (1, 1):  # optional fields, only when set: plans without them read as before
+            target["dilation"] = list(layer.dilation)
+        if any(layer.pre_padding):
+            target["pre_padding"] = list(layer.pre_padding)
+        if layer.keep_reason is not None:
+            target["keep_reason"] = layer.keep_reason
+        before_s = self.candidates[0].seconds if self.candidates else None
+        doc = {
             "name": layer.name,
-            "target": {"in_channels": layer.in_channels, "out_channels": layer.out_channels,
-                       "kernel_size": list(layer.kernel_size), "stride": list(layer.stride),
-                       "padding": list(layer.padding), "groups": layer.groups, "bias": layer.bias,
-                       "input_size": list(layer.input_size)},
+            "target": target,
             "choice": self.chosen.choice,
             "reason": self.reason,
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "coverage": self.chosen.coverage,
             "latency_ms": None if self.chosen.seconds is None else {
-                "before": self.candidates[0].seconds * 1e3 if self.candidates and self.candidates[0].seconds
-                is not None else None, "after": self.chosen.seconds * 1e3},
+                "before": None if before_s is None else before_s * 1e3, "after": self.chosen.seconds * 1e3},
             "spec": None if self.chosen.spec is None else to_dict(self.chosen.spec),
         }
+        if self.chosen.seconds is not None:  # the exact seconds, for loading (latency_ms rounds)
+            doc["latency_s"] = {"before": before_s, "after": self.chosen.seconds}
+        return doc
 
 
 @dataclass(frozen=True)
@@ -534,3 +547,146 @@ def _solve_knapsack(obj: list[list[float]], use: list[list[float]], cap: float) 
             return picks
         limit -= excess * scale + 1e-6 * 2**attempt
     return [min(range(len(u)), key=u.__getitem__) for u in use]
+
+
+# -- plan files: the document of NetworkPlan.to_dict, loaded back -------------------------------------------
+def plan_schema() -> dict[str, Any]:
+    """The shipped JSON Schema of network plans (``network ... -f json``), version 1."""
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("osc_design").joinpath("schemas/plan-v1.schema.json").read_text("utf-8"))
+
+
+def _plan_layer(raw: Mapping[str, Any], where: str) -> ConvLayer:
+    """The planned convolution of a plan entry (sizes may be one integer ``N`` for ``[N, N]``)."""
+    from .description import normalise_pairs
+
+    t = normalise_pairs(raw["target"])
+    k, groups = tuple(t["kernel_size"]), t.get("groups", 1)
+    for side in ("in_channels", "out_channels"):
+        if t[side] % groups:
+            raise SpecError(f"`{where}.target.groups` (={groups}) must divide `{side}` (={t[side]})")
+    layer = ConvLayer(raw["name"], t["in_channels"], t["out_channels"], k, tuple(t.get("stride", (1, 1))),
+                      tuple(t.get("padding", (k[0] // 2, k[1] // 2))), groups, t.get("bias", False),
+                      tuple(t["input_size"]), tuple(t.get("dilation", (1, 1))),
+                      tuple(t.get("pre_padding", (0, 0, 0, 0))), t.get("keep_reason"))
+    if min(layer.module_input_size) < 1 or min(layer.output_size) < 1:
+        raise SpecError(f"`{where}.target.input_size` (={t['input_size']}) is too small for its kernel and padding")
+    return layer
+
+
+def _checked(saved: Any, found: Cost, what: str) -> Cost:
+    """``found`` (recomputed), after checking the saved cost document (if any) agrees with it."""
+    if saved is not None:
+        ours = found.to_dict()
+        wrong = sorted(k for k, v in saved.items() if ours.get(k, v) != v)
+        if wrong:
+            raise SpecError(f"`{what}.{wrong[0]}` (={saved[wrong[0]]!r}) is not the layer's cost "
+                            f"({ours[wrong[0]]!r}): the plan was edited or written for another layer")
+    return found
+
+
+def _layer_plan(raw: Mapping[str, Any], where: str) -> LayerPlan:
+    from ..serialize import from_dict
+
+    layer = _plan_layer(raw, where)
+    before = _checked(raw.get("before"), _original(layer), f"{where}.before")
+    seconds = raw.get("latency_s") or {}
+    if seconds.get("after") is None and raw.get("latency_ms"):  # a plan without exact seconds: from ms
+        seconds = {k: None if v is None else v / 1e3 for k, v in raw["latency_ms"].items()}
+    keep = LayerChoice("keep", None, before, 1.0, seconds.get("before"))
+    if raw.get("spec") is None:
+        if raw["choice"] != "keep":
+            raise SpecError(f"`{where}.choice` (={raw['choice']!r}) has no `spec`: a kept layer's choice is 'keep'")
+        return LayerPlan(layer, before, keep, raw.get("reason", ""), (keep,))
+    if layer.keep_reason is not None:
+        raise SpecError(f"`{where}.spec`: the layer is kept ({layer.keep_reason}), it cannot have a design")
+    try:
+        spec = from_dict(raw["spec"])
+    except SpecError as e:
+        raise SpecError(f"`{where}.spec`: {e}") from None
+    if (spec.target.in_channels, spec.target.out_channels) != (layer.in_channels, layer.out_channels) or \
+            spec.target.kernel_size != layer.kernel_size or spec.target.stride != layer.stride:
+        raise SpecError(f"`{where}.spec`: its target ({spec.target}) is not the layer's convolution")
+    after = _checked(raw.get("after"), cost(spec), f"{where}.after")
+    fraction = raw["coverage"] if raw.get("coverage") is not None else coverage(spec).fraction
+    chosen = LayerChoice(raw["choice"], spec, after, fraction, seconds.get("after"))
+    return LayerPlan(layer, before, chosen, raw.get("reason", ""), (keep, chosen))
+
+
+def plan_from_dict(doc: Any) -> NetworkPlan:
+    """Validate a parsed plan document (:meth:`NetworkPlan.to_dict`) and build its :class:`NetworkPlan`.
+
+    Every layer's costs are recomputed from its convolution and design (exact integers) and must agree
+    with the saved ``before``/``after`` where given; ``totals`` are derived, never read. Raises
+    :class:`~osc_design.errors.SchemaError` naming the field for a document that does not validate.
+    """
+    from ..errors import SchemaError
+    from ..serialize import schema_error
+
+    got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+    if got != PLAN_FORMAT:
+        raise SchemaError(f"`format` (={got!r}): not an osc-design network plan (expected {PLAN_FORMAT!r})")
+    if type(doc.get("version")) is int and doc["version"] > PLAN_VERSION:
+        raise SchemaError(f"`version` (={doc['version']}): written by a newer osc-design; this one reads version "
+                          f"{PLAN_VERSION}")
+    err = schema_error(plan_schema(), doc)
+    if err:
+        raise SchemaError(err)
+    names = [raw["name"] for raw in doc["layers"]]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise SchemaError(f"`layers`: duplicate layer name {dup!r}")
+    try:
+        layers = tuple(_layer_plan(raw, f"layers[{i}]") for i, raw in enumerate(doc["layers"]))
+    except SpecError as e:
+        raise SchemaError(str(e)) from None
+    table = ((doc.get("totals") or {}).get("latency_s") or {}).get("table")
+    return NetworkPlan(doc["network"], doc["policy"], layers, doc.get("budget"), doc.get("bound"),
+                       doc.get("objective", "params"), table)
+
+
+def load_plan(path: Any) -> NetworkPlan:
+    """Read a plan file written by ``osc-design network ... -f json -o plan.json`` (or :func:`save_plan`):
+    the :class:`NetworkPlan` that :func:`~osc_design.networks.convert.convert` takes.
+
+    Parsed, never evaluated; at most 10 MB. Raises :class:`~osc_design.errors.SchemaError` naming the
+    file and the field.
+
+    >>> import pathlib, tempfile
+    >>> from osc_design.networks.catalog import catalog_layers
+    >>> plan = plan_network(catalog_layers("cifar-resnet20")[:3], "osc-2", network="c20")
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "plan.json"
+    >>> save_plan(path, plan)
+    >>> load_plan(path) == plan
+    True
+    """
+    import json
+    from pathlib import Path
+
+    from ..errors import SchemaError
+    from ..serialize import MAX_BYTES, _pairs_hook, _reject_constant
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SchemaError(f"{size} bytes exceeds the {MAX_BYTES} byte limit")
+        with path.open("rb") as fh:
+            return plan_from_dict(json.load(fh, object_pairs_hook=_pairs_hook, parse_constant=_reject_constant))
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from None
+    except OSError as e:
+        raise SchemaError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SchemaError(f"{path}: invalid JSON ({e})") from None
+
+
+def save_plan(path: Any, plan: NetworkPlan) -> None:
+    """Write ``plan`` as JSON (the document of ``network -f json``), atomically (:mod:`osc_design.io`)."""
+    import json
+
+    from ..io import write_text
+
+    write_text(path, json.dumps(plan.to_dict(), indent=2) + "\n")
