@@ -181,3 +181,43 @@ def test_validator_prefix_is_stripped(capsys):
 
     assert _fail("Value error, `p` (=2) must be in (0, 1]", 2) == 2
     assert capsys.readouterr().err == "Error: `p` (=2) must be in (0, 1]\n"
+
+
+def test_root_options_before_a_subcommand_are_refused(tmp_path):
+    out = tmp_path / "x.txt"
+    code, _, err = _run(["-c", "64", "-k", "3", "-o", str(out), "solve", "-c", "32", "-k", "3"])
+    assert code == 2 and "options go after the command" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_verify_input_size_and_export_class_name_are_usage_errors(tmp_path):
+    spec = tmp_path / "s.json"
+    assert _run(["solve", "-c", "16", "-k", "3", "-i", "14", "-f", "json", "-o", str(spec)])[0] == 0
+    code, _, err = _run(["verify", str(spec), "--input-size", "20"])
+    assert code == 2 and "'--input-size'" in err and "differs from the target's input size" in err
+    code, _, err = _run(["export", str(spec), "--class-name", "bad name"])
+    assert code == 2 and "'--class-name'" in err and "'bad name'" in err
+
+
+def test_a_bug_still_ends_in_one_line(monkeypatch):
+    import osc_design.compare
+
+    def broken(*args, **kwargs):
+        raise TypeError("simulated bug")
+
+    monkeypatch.setattr(osc_design.compare, "compare", broken)
+    code, _, err = _run(["-c", "8", "-k", "3"])
+    assert code == 1 and err == "Error: internal error (TypeError: simulated bug); please report it with the " \
+                                "command line\n"
+
+
+def test_device_check_with_a_missing_framework_exits_2(monkeypatch):
+    import osc_design.backends
+    from osc_design.errors import BackendUnavailableError
+
+    def missing(name):
+        raise BackendUnavailableError(f"the {name} backend needs torch: pip install torch")
+
+    monkeypatch.setattr(osc_design.backends, "get_backend", missing)
+    code, _, err = _run(["-c", "8", "-k", "3", "--backend", "torch", "--device", "cuda"])
+    assert code == 2 and "needs torch" in err and err.count("\n") == 1

@@ -256,6 +256,8 @@ def cli_outcome(fmt: str, args: list[str], output: Path | None = None, env: dict
         return Outcome(fmt, FAIL, code, f"{type(exc).__name__}: {_last_frame(exc)}: {str(exc)[:200]}")
     if "Traceback" in err or "Traceback" in result.stdout:
         return Outcome(fmt, FAIL, code, "traceback: " + err[-300:])
+    if "internal error" in err:  # the CLI's last-resort line for a bug: still a failure of the product
+        return Outcome(fmt, FAIL, code, err[-300:])
     if code not in (0, *codes):
         return Outcome(fmt, FAIL, code, f"exit code {code}: {err[-200:]}")
     if code and not (_one_line(err) and err.startswith("Error: ")):
