@@ -165,5 +165,7 @@ def write_bytes(path: PathLike, data: bytes) -> None:
 def temporary_files(path: PathLike) -> list[Path]:
     """Temporary files that interrupted writes of ``path`` left behind (safe to delete when no write of
     ``path`` is under way, e.g. under a lock that every writer holds)."""
+    import glob  # not on the start-up path
+
     target = Path(os.path.realpath(path))
-    return sorted(target.parent.glob(f".{target.name}.*.tmp"))
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))

@@ -196,6 +196,15 @@ def test_temporary_files_lists_leftovers(tmp_path):
     assert temporary_files(path) == [stale]
 
 
+@pytest.mark.parametrize("name", ["cache[ab].json", "c*e.json", "c?che.json"])
+def test_temporary_files_take_glob_characters_literally(tmp_path, name):
+    ours = tmp_path / f".{name}.0123abcd.tmp"
+    ours.write_text("interrupted")
+    for other in ("cache.json", "ca.json", "cb.json", "cxche.json", "c-xyz-e.json"):  # what the pattern would match
+        (tmp_path / f".{other}.0123abcd.tmp").write_text("not ours")
+    assert temporary_files(tmp_path / name) == [ours]
+
+
 def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"), open_output(tmp_path / "x", "a"):
         pass

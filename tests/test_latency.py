@@ -177,6 +177,27 @@ def test_file_corrupted_between_writes_is_rebuilt_on_write(cache_dir):
     assert list(LatencyCache().table(m.table_key)) == [conv_key(8, 8, 3, 5).id]
 
 
+def test_a_cache_directory_that_cannot_be_locked_or_created_is_a_spec_error(cache_dir, tmp_path, monkeypatch):
+    import filelock
+
+    key, timings = TableKey("torch", "test", "cpu", "float32", 1, 1), {conv_key(8, 8, 3, 5): Timing(1e-3, 0.0, 1)}
+    cache = LatencyCache()
+
+    def refuse(self, *args, **kwargs):  # what an existing directory without write permission does
+        raise PermissionError(13, "Permission denied", str(self.lock_file))
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", refuse)
+    for write in (lambda: cache.add(key, timings), cache.clear):
+        with pytest.raises(SpecError, match=rf"cannot lock a file in the latency cache directory {cache_dir} "
+                                            r"\(.*Permission denied.*\); set OSC_DESIGN_CACHE_DIR"):
+            write()
+    monkeypatch.undo()
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(SpecError, match=r"cannot create the latency cache directory .*plain.cache .*"
+                                        "set OSC_DESIGN_CACHE_DIR"):
+        LatencyCache(tmp_path / "plain" / "cache")  # the unreadable file is rebuilt: the directory is needed
+
+
 _WRITER = textwrap.dedent("""
     import sys
     from osc_design.latency import LatencyCache, TableKey, Timing, conv_key

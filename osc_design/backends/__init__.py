@@ -385,6 +385,7 @@ def cross_check(
     JAX); the PyTorch module runs in eval mode. ``torch_module`` / ``jax_module`` replace the runtime
     modules (e.g. by exported ones); their weights are overwritten.
     """
+    check_type(spec, LayerSpec, "spec")
     size = resolve_input_size(spec, input_size)
     batch = _check_batch(batch)
     pairs = (get_backend("torch"), torch_module), (get_backend("jax"), jax_module)

@@ -3,8 +3,7 @@
 Location
 --------
 ``$OSC_DESIGN_CACHE_DIR/latency.json`` when the environment variable is set, else
-``platformdirs.user_cache_dir("osc-design")/latency.json`` (``~/.cache/osc-design`` on Linux when
-platformdirs is not installed).
+``platformdirs.user_cache_dir("osc-design")/latency.json`` (``~/.cache/osc-design`` on Linux).
 
 Format
 ------
@@ -45,7 +44,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,10 +78,8 @@ def default_cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
-    try:
-        import platformdirs
-    except ImportError:  # pragma: no cover - platformdirs is a dependency
-        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "osc-design"
+    import platformdirs
+
     return Path(platformdirs.user_cache_dir("osc-design", appauthor=False))
 
 
@@ -156,12 +153,27 @@ def _problem(data: Any) -> str | None:
     return None
 
 
-def _locked(path: Path) -> contextlib.AbstractContextManager[Any]:
+def _unusable(directory: Path, what: str, exc: OSError) -> SpecError:
+    return SpecError(f"cannot {what} the latency cache directory {directory} ({exc}); set {CACHE_ENV} to a "
+                     "writable directory")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<path>.lock`` (``filelock``: ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
-    Windows; released when the process dies, too), for ``with``."""
+    Windows; released when the process dies, too), for ``with``; a lock file that cannot be created or
+    locked (no permission, ...) is a :class:`~osc_design.errors.SpecError` naming the directory."""
     from filelock import FileLock
 
-    return FileLock(path.with_name(path.name + ".lock"))
+    lock = FileLock(path.with_name(path.name + ".lock"))
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise _unusable(path.parent, "lock a file in", exc) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class LatencyCache:
@@ -245,8 +257,7 @@ class LatencyCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise SpecError(f"cannot create the latency cache directory {self.directory} ({exc}); set "
-                            f"{CACHE_ENV} to a writable directory") from exc
+            raise _unusable(self.directory, "create", exc) from exc
         return self.path
 
     def _write(self, data: Mapping[str, Any]) -> None:

@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from osc_design.errors import SpecError
 from osc_design.networks.catalog import ConvLayer
 
 if TYPE_CHECKING:
@@ -63,6 +64,36 @@ class Extraction:
     """``(module name, reason)`` of every other convolution module (transposed, 1-D, 3-D, never called)."""
 
 
+@dataclass(frozen=True)
+class _ConvArgs:
+    """A ``conv2d`` call's geometry arguments, normalised as torch reads them."""
+
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    """``(h, w)`` zeros on each side, or ``'same'``/``'valid'``."""
+    dilation: tuple[int, int]
+    groups: int
+
+
+def _bind_conv2d(input: Any, weight: Any, bias: Any = None, stride: Any = 1,  # torch's names
+                 padding: Any = 0, dilation: Any = 1, groups: Any = 1) -> tuple[Any, Any, Any, _ConvArgs]:
+    """``F.conv2d``'s arguments bound by name and position, with its defaults: ``(input, weight, bias, rest)``.
+
+    >>> _bind_conv2d("x", "w", stride=2, padding=(1, 0))[3]
+    _ConvArgs(stride=(2, 2), padding=(1, 0), dilation=(1, 1), groups=1)
+    """
+    pads = padding if isinstance(padding, str) else _int_pair(padding)
+    return input, weight, bias, _ConvArgs(_int_pair(stride), pads, _int_pair(dilation), int(groups))
+
+
+def _int_pair(value: Any) -> tuple[int, int]:
+    """An int or a one- or two-element sequence as an ``(h, w)`` pair, as torch expands them."""
+    if isinstance(value, int):
+        return value, value
+    values = tuple(int(v) for v in value)
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
 @dataclass
 class _Call:
     """A module's first call: its input size, and the convolution ops its forward made."""
@@ -70,8 +101,8 @@ class _Call:
     name: str
     module: Any
     size: tuple[int, int]
-    convs: list[tuple[tuple[int, int], bool, tuple[Any, ...]]] = field(default_factory=list)
-    """Per convolution op: (input size, own weight and bias, (stride, padding, dilation, groups))."""
+    convs: list[tuple[tuple[int, int], bool, _ConvArgs]] = field(default_factory=list)
+    """Per convolution op: (input size, own weight and bias, its other arguments)."""
     reason: str | None = None
     """Why the module is kept whatever its forward did (:func:`keep_reason_of`)."""
 
@@ -92,13 +123,17 @@ def same_padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[i
 
 def _own_pads(conv: torch.nn.Conv2d) -> Pads:
     """The zeros ``conv``'s own ``padding`` adds, as ``(left, right, top, bottom)``."""
-    kernel, dilation = _pair(conv.kernel_size), _pair(conv.dilation)
-    if conv.padding == "valid":
+    return _pads_of(conv.padding, _pair(conv.kernel_size), _pair(conv.dilation))
+
+
+def _pads_of(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> Pads:
+    """The zeros a convolution's ``padding`` argument adds, as ``(left, right, top, bottom)``."""
+    if padding == "valid":
         return 0, 0, 0, 0
-    if conv.padding == "same":  # torch: total d * (k - 1), the odd zero after
+    if padding == "same":  # torch: total d * (k - 1), the odd zero after
         th, tw = (d * (k - 1) for k, d in zip(kernel, dilation, strict=True))
         return tw // 2, tw - tw // 2, th // 2, th - th // 2
-    ph, pw = _pair(conv.padding)
+    ph, pw = _int_pair(padding)
     return pw, pw, ph, ph
 
 
@@ -191,8 +226,8 @@ def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[
 
     Raises
     ------
-    ValueError
-        If ``input_shape`` is not a tuple of positive integers.
+    SpecError
+        If ``input_shape`` is not a non-empty tuple of positive integers (a ``ValueError``).
     """
     return extract_network(model, input_shape).layers
 
@@ -208,13 +243,21 @@ def extract_network(model: torch.nn.Module, input_shape: tuple[int, ...]) -> Ext
     [('0', (1, 1), (0, 0, 0, 0), "padding_mode='reflect': designs pad with zeros"), ('1', (0, 0), (0, 1, 0, 1), None)]
     >>> found.others
     [('2', 'ConvTranspose2d: transposed convolutions are not planned')]
+
+    Raises
+    ------
+    SpecError
+        If ``input_shape`` is not a non-empty tuple of positive integers (a ``ValueError``).
     """
     import torch
     from torch import nn
 
-    shape = tuple(input_shape)
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
-        raise ValueError(f"input_shape must be a non-empty tuple of positive integers, got {input_shape!r}")
+        raise SpecError(f"`input_shape` (={input_shape!r}) must be a non-empty tuple of positive integers")
     try:
         calls = _trace(model, shape, torch.device("meta"))
     except Exception:  # an operation without meta support, data-dependent control flow, ...
@@ -266,9 +309,9 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
             kwargs = kwargs or {}
             if func is torch.nn.functional.conv2d and active and active[-1] is not None:
                 call = active[-1]
-                x, weight, bias, *rest = (*args, *kwargs.values())
+                x, weight, bias, rest = _bind_conv2d(*args, **kwargs)
                 own = weight is call.module.weight and bias is call.module.bias
-                call.convs.append(((int(x.shape[-2]), int(x.shape[-1])), own, tuple(rest)))
+                call.convs.append(((int(x.shape[-2]), int(x.shape[-1])), own, rest))
             return func(*args, **kwargs)
 
     def record(name: str):
@@ -331,11 +374,13 @@ def _check_forward(call: _Call) -> str | None:
     conv, cls = call.module, type(call.module).__name__
     if len(call.convs) != 1:
         return f"{cls}: its forward made {len(call.convs)} convolutions, not one"
-    size, own, (stride, padding, dilation, groups) = call.convs[0]
+    size, own, op = call.convs[0]
     if not own:
         return f"{cls}: its forward convolves with another weight or bias than its own (a transformed weight)"
-    if _pair(stride) != _pair(conv.stride) or _pair(dilation) != _pair(conv.dilation) or groups != conv.groups:
+    if op.stride != _pair(conv.stride) or op.dilation != _pair(conv.dilation) or op.groups != conv.groups:
         return f"{cls}: its forward convolves with another stride, dilation or groups than its attributes"
+    if _pads_of(op.padding, _pair(conv.kernel_size), op.dilation) != _own_pads(conv):
+        return f"{cls}: its forward convolves with padding {op.padding!r}, not its own {conv.padding!r}"
     if cls in STATIC_SAME + DYNAMIC_SAME:  # the zeros added before the conv op: all but its own padding
         (ph, pw), (left, right, top, bottom), _ = conv_padding(conv, call.size)
         own_left, own_right, own_top, own_bottom = _own_pads(conv)

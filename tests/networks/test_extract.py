@@ -96,6 +96,31 @@ class Twice(Conv2dSame):
 Twice.__name__ = "Conv2dDynamicSamePadding"
 
 
+def _same_wrapper(call):
+    """A class named like timm's Conv2dSame whose forward pads, then calls ``call(self, padded_x)``."""
+
+    class Wrapper(Conv2dSame):
+        def forward(self, x):
+            return call(self, _tf_pad(x, self.kernel_size, self.stride, self.dilation))
+
+    Wrapper.__name__ = "Conv2dSame"
+    return Wrapper
+
+
+PositionalShort = _same_wrapper(lambda m, x: conv2d(x, m.weight, m.bias, m.stride))  # timm's own call
+NoBias = _same_wrapper(lambda m, x: conv2d(x, m.weight))
+Keywords = _same_wrapper(lambda m, x: conv2d(groups=m.groups, dilation=m.dilation, weight=m.weight, input=x,
+                                             stride=m.stride, bias=m.bias))
+Mixed = _same_wrapper(lambda m, x: conv2d(x, m.weight, groups=m.groups, stride=m.stride[0], padding="valid",
+                                          bias=m.bias, dilation=list(m.dilation)))
+OtherPadding = _same_wrapper(lambda m, x: conv2d(x, m.weight, m.bias, m.stride, 1))
+
+
+class OwnForwardShort(nn.Conv2d):
+    def forward(self, x):
+        return conv2d(x, self.weight)
+
+
 def _one(conv: nn.Module, size: int, channels: int = 4):
     found = extract_network(nn.Sequential(conv), (channels, size, size))
     (layer,) = found.layers
@@ -120,6 +145,10 @@ WRAPPERS = [
     pytest.param(lambda: nn.Conv2d(4, 6, (2, 4), padding="same"), id="same-even"),
     pytest.param(lambda: nn.Conv2d(4, 6, 3, padding="same", dilation=2), id="same-dilated"),
     pytest.param(lambda: nn.Conv2d(4, 6, 3, padding="valid"), id="valid"),
+    pytest.param(lambda: PositionalShort(4, 6, 3, stride=2), id="call-positional-short"),
+    pytest.param(lambda: NoBias(4, 6, 3, bias=False), id="call-weight-only"),
+    pytest.param(lambda: Keywords(4, 8, 3, stride=(2, 1), dilation=(1, 2), groups=2), id="call-keywords"),
+    pytest.param(lambda: Mixed(4, 8, 3, stride=2, dilation=2, groups=4), id="call-mixed"),
 ]
 
 
@@ -171,6 +200,11 @@ KEPT = [
     pytest.param(lambda: Twice(4, 4, 3), "made 2 convolutions", id="two-convs"),
     pytest.param(_weight_norm, "parametrized weight", id="weight-norm"),
     pytest.param(_hooked, "forward hooks", id="hooks"),
+    pytest.param(lambda: OwnForwardShort(4, 4, 3, bias=False), "OwnForwardShort has its own forward",
+                 id="own-forward-short-call"),
+    pytest.param(lambda: OtherPadding(4, 4, 3), "its forward convolves with padding (1, 1), not its own (0, 0)",
+                 id="call-other-padding"),
+    pytest.param(lambda: NoBias(4, 4, 3), "another weight or bias", id="call-drops-bias"),
 ]
 
 
@@ -186,6 +220,12 @@ def test_a_renamed_std_conv_is_caught_by_its_forward():
 
     Plain.__name__ = "Conv2dSame"  # a known wrapper's name, but the forward convolves with another weight
     assert "another weight" in _one(Plain(4, 4, 3), 16).keep_reason
+
+
+@pytest.mark.parametrize("shape", [(), (3, 0, 8), (3, 8.0, 8), (3, True, 8), 224, None])
+def test_a_bad_input_shape_is_a_spec_error_naming_it(shape):
+    with pytest.raises(SpecError, match=r"`input_shape` \(=.*\) must be a non-empty tuple of positive integers"):
+        extract_network(nn.Conv2d(3, 3, 3), shape)
 
 
 def test_other_convolutions_are_listed_with_reasons():
