@@ -22,7 +22,7 @@ xla_flops      ``2 * macs_valid - xla_multiplies + bias_adds + adds + norm_ops``
 XLA's algebraic simplifier rewrites a conv into an element-wise multiply, counted 1 flop per output
 element instead of 2 per MAC, exactly when the conv is **depthwise 1x1 with one channel per group**:
 ``in_channels == out_channels == groups``, kernel 1x1, stride 1, dilation 1 and no padding (see
-:func:`xla_multiplies`). Bias (added after the conv) and the batch size do not matter; a channel
+:func:`xla_rewrites_to_multiply`). Bias (added after the conv) and the batch size do not matter; a channel
 multiplier (``out_channels = m * groups``), a stride, a padding or a dilation keeps the conv a conv.
 ``xla_multiplies`` counts the output elements of those convs (measured with jax 0.10.2 on CPU); the
 HLO before XLA's passes (``lower(x).cost_analysis()``) still counts them 2 per MAC:
@@ -41,7 +41,7 @@ from .geometry import check_int, valid_taps
 from .ops import Add, BatchNorm, Conv2d, Node
 from .spec import LayerSpec, Pair
 
-__all__ = ["Cost", "node_cost", "cost_by_node", "cost", "xla_flops", "xla_multiplies"]
+__all__ = ["Cost", "node_cost", "cost_by_node", "cost", "xla_flops", "xla_rewrites_to_multiply"]
 
 _FIELDS = ("params", "bias_params", "macs", "macs_valid", "bias_adds", "adds", "norm_ops")
 """The fields of :meth:`Cost.to_dict` (``xla_multiplies`` only feeds ``xla_flops``)."""
@@ -100,14 +100,15 @@ class Cost:
                     plus(self.norm_ops, other.norm_ops), self.xla_multiplies + other.xla_multiplies)
 
     def to_dict(self) -> dict[str, int | None]:
-        """Every field and derived count, as JSON-ready integers (``None`` without an input size)."""
+        """The counts of :data:`_FIELDS` and the derived ones, as JSON-ready integers (``None`` without an input
+        size); ``xla_multiplies`` is not listed: it only feeds ``xla_flops``."""
         out: dict[str, int | None] = {name: getattr(self, name) for name in _FIELDS}
         out.update(total_params=self.total_params, flops=self.flops, flops_valid=self.flops_valid,
                    xla_flops=self.xla_flops)
         return out
 
 
-def xla_multiplies(conv: Conv2d) -> bool:
+def xla_rewrites_to_multiply(conv: Conv2d) -> bool:
     """Whether XLA rewrites ``conv`` into an element-wise multiply (1 flop per output element, not 2).
 
     The rule, measured with ``jax.jit(f).lower(x).compile().cost_analysis()["flops"]`` (jax 0.10.2, CPU):
@@ -115,11 +116,12 @@ def xla_multiplies(conv: Conv2d) -> bool:
     dilation 1, no padding; with or without bias, at any batch size.
 
     >>> def dw(c_out, **kw): return Conv2d(id="dw", inputs=("x",), in_channels=8, out_channels=c_out, groups=8, **kw)
-    >>> xla_multiplies(dw(8, kernel_size=1)), xla_multiplies(dw(8, kernel_size=1, bias=True))
+    >>> xla_rewrites_to_multiply(dw(8, kernel_size=1)), xla_rewrites_to_multiply(dw(8, kernel_size=1, bias=True))
     (True, True)
-    >>> xla_multiplies(dw(16, kernel_size=1))  # a channel multiplier keeps it a conv
+    >>> xla_rewrites_to_multiply(dw(16, kernel_size=1))  # a channel multiplier keeps it a conv
     False
-    >>> [xla_multiplies(dw(8, kernel_size=1, **kw)) for kw in ({"stride": 2}, {"padding": 1}, {"dilation": 2})]
+    >>> others = ({"stride": 2}, {"padding": 1}, {"dilation": 2})
+    >>> [xla_rewrites_to_multiply(dw(8, kernel_size=1, **kw)) for kw in others]
     [False, False, False]
     """
     return (conv.kernel_size == conv.stride == conv.dilation == (1, 1) and conv.padding == (0, 0)
@@ -140,7 +142,7 @@ def node_cost(
         (ih, iw), (oh, ow) = in_sizes[0], out_size
         vh = valid_taps(ih, kh, node.stride[0], node.padding[0], node.dilation[0])
         vw = valid_taps(iw, kw, node.stride[1], node.padding[1], node.dilation[1])
-        multiplies = o * oh * ow if xla_multiplies(node) else 0
+        multiplies = o * oh * ow if xla_rewrites_to_multiply(node) else 0
         return Cost(params, bias, params * oh * ow, o * i_g * vh * vw, bias * oh * ow, 0, 0, multiplies)
     params = 2 * node.num_features if isinstance(node, BatchNorm) else 0
     if in_sizes is None or out_size is None:

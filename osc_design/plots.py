@@ -13,7 +13,6 @@ from .spec import Target
 
 __all__ = ["plot_scaling", "plot_pareto", "pareto_figure"]
 
-MACS_LABEL = "MACs (multiply-accumulates over all taps, padding included; FLOPs = 2 x MACs)"
 SCALING_FAMILIES = ("conv", "spatial-separable", "depthwise-separable", "bsconv-s", "osc-2", "osc")
 
 

@@ -29,27 +29,9 @@ from ..cost import cost
 from ..errors import OscDesignError, SpecError, UnknownBackendError, check_type
 from ..ops import Permute
 from ..spec import LayerSpec, Pair
-from .program import (
-    RESERVED_NAMES,
-    Step,
-    default_input_size,
-    plan,
-    program,
-    python_names,
-    resolve_input_size,
-)
+from .program import RESERVED_NAMES, Step, program, python_names, resolve_input_size
 
-__all__ = [
-    "CLASS_NAME",
-    "RESERVED_NAMES",
-    "Step",
-    "plan",
-    "python_names",
-    "export_source",
-    "resolve_input_size",
-    "default_input_size",
-    "backend_source",
-]
+__all__ = ["CLASS_NAME", "export_source", "backend_source"]
 
 CLASS_NAME = "OscDesign"
 """Default class name of exported modules."""

@@ -40,7 +40,8 @@ from ..errors import InfeasibleDesignError, SpecError
 from ..spec import GraphBuilder, LayerSpec, Target
 from .cache import LatencyCache, TableKey, entry_timing
 from .opkeys import BASELINE_CONV_KEY, CALL, CALL_KEY, OpKey, op_keys, standard_grid
-from .timing import Context, Timing, TimingPolicy, measure_op, measure_ops, measure_spec, measure_specs, usable_cpus
+from ..backends import usable_cpus
+from .timing import Context, Timing, TimingPolicy, measure_op, measure_ops, measure_spec, measure_specs
 
 __all__ = [
     "MeasureFn",

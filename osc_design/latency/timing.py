@@ -51,7 +51,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..backends import usable_cpus
 from ..errors import SpecError, UnknownBackendError
 from .opkeys import OpKey, key_spec
 
@@ -60,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..spec import LayerSpec
 
 __all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops",
-           "measure_spec", "measure_specs", "usable_cpus", "backend_version", "allocator_mode", "steady_allocator",
+           "measure_spec", "measure_specs", "backend_version", "allocator_mode", "steady_allocator",
            "STEADY_MALLOC_ENV", "DTYPES", "DEVICES"]
 
 DTYPES = ("float32", "float16", "bfloat16")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SpecError
-from ..geometry import conv_output_pair as conv_output_size  # public here: (h, w) pairs in, (h, w) out
+from ..geometry import conv_output_pair
 
 __all__ = [
     "CATALOG",
@@ -14,7 +14,6 @@ __all__ = [
     "NetworkSpec",
     "catalog_layers",
     "catalog_names",
-    "conv_output_size",
     "network_input_shape",
     "num_classes",
 ]
@@ -60,7 +59,7 @@ class ConvLayer:
     @property
     def output_size(self) -> tuple[int, int]:
         """Spatial ``(h, w)`` of this convolution's output."""
-        return conv_output_size(self.input_size, self.kernel_size, self.stride, self.padding, self.dilation)
+        return conv_output_pair(self.input_size, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 class _Tracer:
@@ -99,7 +98,7 @@ class _Tracer:
 
     def pool(self, kernel: int, stride: int, padding: int = 0) -> None:
         """Apply a (max or average) pooling window to the current size."""
-        self.size = conv_output_size(self.size, (kernel, kernel), (stride, stride), (padding, padding))
+        self.size = conv_output_pair(self.size, (kernel, kernel), (stride, stride), (padding, padding))
 
 
 def _torchvision_resnet(block_depths: tuple[int, ...], bottleneck: bool) -> list[ConvLayer]:

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from osc_design.geometry import conv_output_pair
 from osc_design.networks.catalog import (
     CATALOG,
     ConvLayer,
     catalog_layers,
     catalog_names,
-    conv_output_size,
     network_input_shape,
     num_classes,
 )
@@ -140,7 +140,7 @@ def test_conv_output_size_counts_window_positions(n, k, s, p, d):
     span = d * (k - 1) + 1
     positions = sum(1 for start in range(0, n + 2 * p, s) if start + span <= n + 2 * p)
     if positions:
-        assert conv_output_size((n, n), (k, k), (s, s), (p, p), (d, d)) == (positions, positions)
+        assert conv_output_pair((n, n), (k, k), (s, s), (p, p), (d, d)) == (positions, positions)
 
 
 def test_catalog_and_extract_do_not_import_torch():
