@@ -43,8 +43,11 @@ from .spec import Target as Target
 
 __version__ = "0.1.0"
 
+# ``compare`` is bound eagerly: the submodule of the same name, once imported, would otherwise replace
+# the lazy function on the package (importing a submodule sets it as the parent's attribute).
+from .compare import compare as compare  # noqa: E402
+
 _LAZY = {
-    "compare": ("osc_design.compare", "compare"),
     "solve": ("osc_design.solver", "solve"),
     "pareto_front": ("osc_design.solver", "pareto_front"),
     "get_family": ("osc_design.registry", "get_family"),

@@ -145,3 +145,13 @@ def test_one_row_schema_for_csv_json_and_sweep():
     assert rows[0]["input_size"] == "10x10" and [r["best"] for r in rows] == [True, False, True, False]
     with pytest.raises(SpecError, match="sweep point"):
         compare(Target(16, 32, 3, input_size=8), families=["conv"]).grid_rows()
+
+
+def test_od_compare_stays_the_function_after_the_module_is_imported():
+    import importlib
+
+    import osc_design as od
+
+    importlib.import_module("osc_design.compare")
+    assert callable(od.compare) and od.compare.__module__ == "osc_design.compare"
+    assert od.compare(od.Target(8, 8, 3, input_size=8)).best is not None
