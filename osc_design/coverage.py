@@ -42,10 +42,37 @@ from .ops import (
     Slice,
     shuffle_permutation,
 )
+from .errors import SpecError
 from .spec import LayerSpec, Target
 
-__all__ = ["OffsetSet", "Dependence", "Coverage", "dependence", "coverage", "ChainStage", "chain_footprint",
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "check_supported",
+           "OffsetSet", "Dependence", "Coverage", "dependence", "coverage", "ChainStage", "chain_footprint",
            "chain_coverage"]
+
+
+MAX_CHANNELS = 1 << 16  # in and out channels of a target the verifier (and the solver) accepts
+MAX_KERNEL = 127  # largest kernel side of such a target
+
+
+def check_supported(target: Target) -> Target:
+    """``target`` if it lies within the supported limits (channels <= 65,536, kernel sides <= 127); else
+    :class:`~osc_design.errors.SpecError` naming the argument. Every design of every family verifies
+    within about a second and a few hundred MB there; costs are closed forms at any size.
+
+    >>> try:
+    ...     check_supported(Target(1 << 17, 8, 3))
+    ... except ValueError as e:
+    ...     print(str(e)[:56])
+    `in_channels` (=131072) exceeds the supported limit 65,5
+    """
+    limits = f"(channels <= {MAX_CHANNELS:,}, kernel sides <= {MAX_KERNEL})"
+    for name, value, top in (("in_channels", target.in_channels, MAX_CHANNELS),
+                             ("out_channels", target.out_channels, MAX_CHANNELS),
+                             ("kernel_size", max(target.kernel_size), MAX_KERNEL)):
+        if value > top:
+            shown = target.kernel_size if name == "kernel_size" else value
+            raise SpecError(f"`{name}` (={shown}) exceeds the supported limit {top:,} {limits}")
+    return target
 
 
 @dataclass(frozen=True)
@@ -167,8 +194,9 @@ def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int)
 
 
 def dependence(spec: LayerSpec) -> Dependence:
-    """Exact dependence of every output channel of ``spec`` on input channels and offsets."""
-    c_in = spec.target.in_channels
+    """Exact dependence of every output channel of ``spec`` on input channels and offsets (a target beyond
+    the supported limits, :func:`check_supported`, raises :class:`~osc_design.errors.SpecError`)."""
+    c_in = check_supported(spec.target).in_channels
     terms: dict[str, list[Term]] = {}
     remaining = {nid: 0 for nid in spec.order}
     for nid in spec.order:
@@ -345,7 +373,7 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     >>> chain_coverage(spec.target, spec.convs).full, coverage(spec).full
     (True, True)
     """
-    cin = target.in_channels
+    cin = check_supported(target).in_channels
     (kh, kw) = target.kernel_size
     rows = _chain_channels(stages)
     sizes = rows.channel_sizes()

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..coverage import check_supported
 from ..errors import InfeasibleDesignError, SpecError
 from ..geometry import check_int
 from ..spec import Target
@@ -70,6 +71,7 @@ def check_verify(verify: Any) -> str:
 def _check_target(target: Any, objective: Any) -> None:
     if not isinstance(target, Target):
         raise SpecError(f"`target` (={target!r}) must be a Target")
+    check_supported(target)
     if objective not in OBJECTIVES:
         raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
     if objective != "params" and target.input_size is None:
