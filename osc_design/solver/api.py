@@ -11,7 +11,7 @@ from ..spec import Target
 from .bounds import INF, space_bound
 from .result import Found, Solution, make_solution
 from .search import Search
-from .space import SearchSpace, check_verify
+from .space import SearchSpace, check_options, check_verify
 
 __all__ = ["solve", "pareto_front"]
 
@@ -100,11 +100,8 @@ def solve(target: Target, objective: str = "params", max_stages: int | None = No
     """
     if isinstance(widths, list):
         widths = tuple(widths)
-    try:
-        return _solve_cached(target, objective, max_stages, square_only, dilation, widths, min_coverage, verify)
-    except TypeError:  # an unhashable argument: name it if it is a bad one
-        space = SearchSpace.create(target, objective, max_stages, square_only, dilation, widths, min_coverage)
-        return _solve_space(space, check_verify(verify))
+    check_options(target, objective, max_stages, square_only, dilation, widths, min_coverage, verify)
+    return _solve_cached(target, objective, max_stages, square_only, dilation, widths, min_coverage, verify)
 
 
 def pareto_front(target: Target, max_stages: int | None = None, square_only: bool = False, dilation: bool = False,
