@@ -30,9 +30,11 @@ def _i64(values: object) -> np.ndarray:
 def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of ``rows`` as sets (each sorted, duplicates dropped) and each row's index among them."""
     rows = np.sort(rows, axis=1)
-    if rows.shape[0] == 1:
-        uniq = np.unique(rows[0])[None, :]
-        return uniq, np.zeros(1, dtype=np.int64)
+    if rows.shape[0] == 1:  # one sorted row: drop repeats
+        r = rows[0]
+        keep = np.ones(len(r), dtype=bool)
+        keep[1:] = r[1:] != r[:-1]
+        return r[keep][None, :], np.zeros(1, dtype=np.int64)
     if rows.shape[1] <= 16:  # narrow rows: one vectorized sort of the rows (lexicographic)
         order = np.lexsort(rows.T[::-1])
         ranked = rows[order]
@@ -44,8 +46,10 @@ def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     index: dict[bytes, int] = {}  # few wide rows: hash their bytes
     inverse = np.fromiter((index.setdefault(r.tobytes(), len(index)) for r in rows), dtype=np.int64,
                           count=rows.shape[0])
-    firsts = np.unique(inverse, return_index=True)[1]
-    return rows[firsts], inverse
+    seen = np.maximum.accumulate(inverse)  # ids are handed out in order: a row is new where the maximum grows
+    new = np.ones(len(inverse), dtype=bool)
+    new[1:] = seen[1:] > seen[:-1]
+    return rows[new], inverse
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class ChannelSets:
         """A conv with ``groups`` groups and ``reps`` output channels per group: each output channel reads
         the union of its group's input channels' sets."""
         rows = self.ids.reshape(groups, -1)
-        if rows.shape[1] == 1:
+        if rows.shape[1] == 1 or len(self.ptr) == 2:  # one channel per group, or one set for all
             ids, out = rows[:, 0], self
         else:
             uniq, ids = _unique_rows(rows)

@@ -20,7 +20,7 @@ dependence, from the stages alone, without building the graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
@@ -40,7 +40,6 @@ from .ops import (
     Permute,
     Shift,
     Slice,
-    shuffle_permutation,
 )
 from .errors import SpecError
 from .spec import LayerSpec, Target
@@ -155,6 +154,12 @@ class Dependence:
         return out
 
 
+def _shuffle(channels: int, groups: int) -> np.ndarray:
+    """:func:`~osc_design.ops.shuffle_permutation` as an array, computed without a Python loop."""
+    j = np.arange(channels, dtype=np.int64)
+    return (j % groups) * (channels // groups) + j // groups
+
+
 def _conv_terms(node: Conv2d, spec: LayerSpec, first: list[Term]) -> list[Term]:
     sy, sx = spec.cumulative_stride(node.inputs[0])
     taps_y = [sy * (node.dilation[0] * t - node.padding[0]) for t in range(node.kernel_size[0])]
@@ -176,7 +181,7 @@ def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int)
         return [(rows, offs.translate(-node.shift[0] * sy, -node.shift[1] * sx)) for rows, offs in first]
     if isinstance(node, (Permute, ChannelShuffle)):
         c = spec.channels(node.id)
-        perm = np.asarray(node.perm if isinstance(node, Permute) else shuffle_permutation(c, node.groups))
+        perm = np.asarray(node.perm) if isinstance(node, Permute) else _shuffle(c, node.groups)
         return [(rows.take(perm), offs) for rows, offs in first]
     if isinstance(node, Slice):
         return [(rows.take(np.arange(node.start, node.stop)), offs) for rows, offs in first]
@@ -342,13 +347,69 @@ def chain_footprint(stages: Sequence[ChainStage], a: int) -> set[int]:
     return offs
 
 
+def _group_dependence(stages: Sequence[ChainStage]) -> tuple[list[int], np.ndarray]:
+    """Input dependence of the last stage's groups: bit sets over the first stage's groups, and per group
+    the index of its set (groups with the same dependence share one set)."""
+    first = stages[0]
+    sets: list[int] = [1 << q for q in range(first.groups)]
+    ids = np.arange(first.groups)  # group -> index into ``sets``
+    prev = first
+    for st in stages[1:]:
+        G, c = prev.groups, st.in_channels
+        j = np.arange(c)
+        cls = j % G if _shuffled(prev, st) else j // (c // G)
+        fan_in = st.in_channels // st.groups
+        rows = ids[cls].reshape(st.groups, fan_in)
+        if fan_in == 1:
+            ids = rows[:, 0]
+        else:
+            index: dict[frozenset, int] = {}
+            new_sets: list[int] = []
+            new_ids: list[int] = []
+            for row in rows.tolist():
+                key = frozenset(row)
+                k = index.get(key)
+                if k is None:
+                    u = 0
+                    for i in key:
+                        u |= sets[i]
+                    k = index[key] = len(new_sets)
+                    new_sets.append(u)
+                new_ids.append(k)
+            sets, ids = new_sets, np.array(new_ids)
+        prev = st
+    return sets, ids
+
+
+BITSET_GROUPS = 4096  # up to this many first-stage groups, chains use bit sets over them (fastest when small)
+
+
+def _chain_reach(stages: Sequence[ChainStage]) -> tuple[list[int], int, Callable[[int], int]]:
+    """Input channels read by each block of ``per`` output channels of the chain (they share a dependence), ``per``,
+    and the first input channel block ``q`` misses: bit sets over the first stage's groups when they are few,
+    interval sets (memory linear in ``C``) else."""
+    first = stages[0]
+    if first.groups > BITSET_GROUPS:
+        rows = _chain_channels(stages)
+        return rows.channel_sizes().tolist(), 1, rows.first_missing
+    sets, ids = _group_dependence(stages)
+    n1 = first.in_channels // first.groups
+    reach_of = [u.bit_count() * n1 for u in sets]
+
+    def first_missing(q: int) -> int:
+        u = sets[int(ids[q])]
+        return next(b * n1 for b in range(first.groups) if not (u >> b) & 1)
+
+    return [reach_of[i] for i in ids.tolist()], stages[-1].out_channels // len(ids), first_missing
+
+
 def _chain_channels(stages: Sequence[ChainStage]) -> ChannelSets:
     """Input channels read by every output channel of a shuffle chain (the shuffles where the chains put them)."""
     rows = ChannelSets.identity(stages[0].in_channels)
     prev: ChainStage | None = None
     for st in stages:
         if prev is not None and _shuffled(prev, st):
-            rows = rows.take(np.asarray(shuffle_permutation(st.in_channels, prev.groups)))
+            rows = rows.take(_shuffle(st.in_channels, prev.groups))
         rows = rows.grouped(st.groups, st.out_channels // st.groups)
         prev = st
     return rows
@@ -375,8 +436,7 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     """
     cin = check_supported(target).in_channels
     (kh, kw) = target.kernel_size
-    rows = _chain_channels(stages)
-    sizes = rows.channel_sizes()
+    reach, per_out, first_missing = _chain_reach(stages)
     inside_axes = []
     for a in (0, 1):
         offs = chain_footprint(stages, a)
@@ -384,13 +444,13 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
         inside_axes.append([t for t in range(K) if t - p in offs])
     taps = len(inside_axes[0]) * len(inside_axes[1])
     total = target.out_channels * cin * kh * kw
-    covered = int(sizes.sum()) * taps
+    covered = sum(reach) * per_out * taps
     missing = None
     if covered < total:
         holes = [[t for t in range(target.kernel_size[a]) if t not in inside_axes[a]] for a in (0, 1)]
         if holes[0] or holes[1]:
             missing = (0, 0, (holes[0][0] if holes[0] else 0, holes[1][0] if holes[1] else 0))
         else:
-            o = int(np.flatnonzero(sizes < cin)[0])
-            missing = (o, rows.first_missing(o), (inside_axes[0][0], inside_axes[1][0]))
+            q = next(g for g, r in enumerate(reach) if r < cin)
+            missing = (q * per_out, first_missing(q), (inside_axes[0][0], inside_axes[1][0]))
     return Coverage(covered, total, missing)

@@ -102,7 +102,7 @@ def solve(target: Target, objective: str = "params", max_stages: int | None = No
         least this.
     verify : {"full", "fast", "none"}
         Check the returned design with the exact verifier :func:`osc_design.coverage.coverage`
-        (``"full"``, the default: a few milliseconds, about 35 ms at 4096 channels), with the
+        (``"full"``, the default: a few milliseconds, about 0.1 s at 65,536 channels), with the
         equivalent per-group computation (``"fast"``; same result, for sweeps), or not at all
         (``"none"``: the coverage reported is the model's, ``prod n_i >= C_in`` and the 1-D
         footprints). A design failing the check raises :class:`~osc_design.OscDesignError` (a bug).
