@@ -45,6 +45,8 @@ def main() -> None:
         ("two-stage 4096ch k51", two_stage(4096, 51, 64)),
         ("slak-like 1024ch 51x5", slak_like(1024, 51, 5)),
         ("slak-like 4096ch 51x5", slak_like(4096, 51, 5)),
+        ("two-stage 65536ch k7", two_stage(65536, 7, 256)),  # the supported limit: memory linear in C
+        ("slak-like 65536ch 51x5", slak_like(65536, 51, 5)),
     ]
     print(f"{'graph':<26}{'median ms':>12}{'max ms':>10}  {'chain ms':>9}  result")
     for name, spec in cases:

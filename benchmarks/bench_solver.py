@@ -7,7 +7,7 @@ uniform in 1..51, stride 1 unless stated. Each single solve starts from empty ca
 the solve with ``verify="none"`` (the model's coverage), ``verified`` the default (exact verifier on
 the returned design). The sweep uses ``verify="fast"`` (the per-group computation, equal to the
 verifier on these chains), and for comparison the default on a fifth of it. Everything runs on one
-core (pure Python; the verifier's numpy bit operations are single-threaded).
+core (pure Python; the verifier's numpy interval operations are single-threaded).
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ A design may replace its target only if every output channel depends on every in
 every offset of the target's ``kh x kw`` window. Dependence is tracked structurally (every weight
 of a conv is taken as non-zero), exactly, with no sampling.
 
-Representation: the dependence of a node is a union of *terms* ``(A, S)``: a boolean matrix
-``A[c, i]`` (node channel ``c`` reads input channel ``i``; bit-packed) times a set ``S`` of
-spatial offsets, in input pixels, relative to ``q * stride`` for output position ``q``. Along a
-chain, channel and spatial dependence factor apart, so a chain is one term whatever its width:
-a 4096-channel chain costs a few 4096 x 4096 bit-matrix row operations. ``add`` and ``concat``
-create unions; terms with the same offset set are merged.
+Representation: the dependence of a node is a union of *terms* ``(A, S)``: a relation ``A`` (node
+channel ``c`` reads input channel ``i``) times a set ``S`` of spatial offsets, in input pixels,
+relative to ``q * stride`` for output position ``q``. ``A`` is a
+:class:`~osc_design._channelsets.ChannelSets`: per channel an index into a few interval sets of input
+channels (grouped convolutions, shuffles, slices and concatenations map channel blocks to blocks), so
+memory and time grow with ``C``, not ``C^2``: a 1,048,576-channel chain verifies in about a second.
+Along a chain, channel and spatial dependence factor apart, so a chain is one term whatever its
+width. ``add`` and ``concat`` create unions; terms with the same offset set are merged.
 
 For the shuffle chains the solver builds (grouped convolutions, a channel shuffle with the previous
 stage's groups in between) :func:`chain_coverage` computes the same result per distinct group
@@ -18,14 +20,14 @@ dependence, from the stages alone, without building the graph.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
 
-from .errors import check_type
+from ._channelsets import ChannelSets
 from .ops import (
     Add,
     BatchNorm,
@@ -38,12 +40,38 @@ from .ops import (
     Permute,
     Shift,
     Slice,
-    shuffle_permutation,
 )
+from .errors import SpecError, check_type
 from .spec import LayerSpec, Target
 
-__all__ = ["OffsetSet", "Dependence", "Coverage", "dependence", "coverage", "ChainStage", "chain_footprint",
+__all__ = ["MAX_CHANNELS", "MAX_KERNEL", "check_supported",
+           "OffsetSet", "Dependence", "Coverage", "dependence", "coverage", "ChainStage", "chain_footprint",
            "chain_coverage"]
+
+
+MAX_CHANNELS = 1 << 16  # in and out channels of a target the verifier (and the solver) accepts
+MAX_KERNEL = 127  # largest kernel side of such a target
+
+
+def check_supported(target: Target) -> Target:
+    """``target`` if it lies within the supported limits (channels <= 65,536, kernel sides <= 127); else
+    :class:`~osc_design.errors.SpecError` naming the argument. Every design of every family verifies
+    within about a second and a few hundred MB there; costs are closed forms at any size.
+
+    >>> try:
+    ...     check_supported(Target(1 << 17, 8, 3))
+    ... except ValueError as e:
+    ...     print(str(e)[:56])
+    `in_channels` (=131072) exceeds the supported limit 65,5
+    """
+    limits = f"(channels <= {MAX_CHANNELS:,}, kernel sides <= {MAX_KERNEL})"
+    for name, value, top in (("in_channels", target.in_channels, MAX_CHANNELS),
+                             ("out_channels", target.out_channels, MAX_CHANNELS),
+                             ("kernel_size", max(target.kernel_size), MAX_KERNEL)):
+        if value > top:
+            shown = target.kernel_size if name == "kernel_size" else value
+            raise SpecError(f"`{name}` (={shown}) exceeds the supported limit {top:,} {limits}")
+    return target
 
 
 @dataclass(frozen=True)
@@ -94,24 +122,14 @@ class OffsetSet:
         return {(int(y) + self.origin[0], int(x) + self.origin[1]) for y, x in zip(ys, xs, strict=True)}
 
 
-def _popcount(packed: np.ndarray) -> int:
-    if hasattr(np, "bitwise_count"):
-        return int(np.bitwise_count(packed).sum(dtype=np.int64))
-    return int(np.unpackbits(packed).sum(dtype=np.int64))  # pragma: no cover - numpy < 2
-
-
-Term = tuple[np.ndarray, OffsetSet]  # (packed rows: channels x ceil(C_in / 8) uint8, offsets)
+Term = tuple[ChannelSets, OffsetSet]  # (per node channel: the input channels it reads, offsets)
 
 
 def _merge(terms: list[Term]) -> list[Term]:
-    merged: dict[object, Term] = {}
-    for rows, offs in terms:
-        k = offs.key()
-        if k in merged:
-            merged[k] = (merged[k][0] | rows, offs)
-        else:
-            merged[k] = (rows, offs)
-    return list(merged.values())
+    merged: dict[object, list[Term]] = {}
+    for term in terms:
+        merged.setdefault(term[1].key(), []).append(term)
+    return [(ChannelSets.union_all([rows for rows, _ in group]), group[0][1]) for group in merged.values()]
 
 
 @dataclass(frozen=True)
@@ -124,66 +142,67 @@ class Dependence:
 
     def depends(self, out_channel: int, in_channel: int) -> bool:
         """Does ``out_channel`` read ``in_channel`` at any offset?"""
-        byte, bit = divmod(in_channel, 8)
-        return any(rows[out_channel, byte] & (0x80 >> bit) for rows, _ in self.terms)
+        return any(rows.contains(out_channel, in_channel) for rows, _ in self.terms)
 
     def offsets(self, out_channel: int, in_channel: int) -> set[tuple[int, int]]:
         """Offsets ``(dy, dx)`` (input pixels, relative to ``q * stride``) through which ``out_channel`` reads
         ``in_channel``."""
-        byte, bit = divmod(in_channel, 8)
         out: set[tuple[int, int]] = set()
         for rows, offs in self.terms:
-            if rows[out_channel, byte] & (0x80 >> bit):
+            if rows.contains(out_channel, in_channel):
                 out |= offs.offsets()
         return out
 
 
+def _shuffle(channels: int, groups: int) -> np.ndarray:
+    """:func:`~osc_design.ops.shuffle_permutation` as an array, computed without a Python loop."""
+    j = np.arange(channels, dtype=np.int64)
+    return (j % groups) * (channels // groups) + j // groups
+
+
+def _conv_terms(node: Conv2d, spec: LayerSpec, first: list[Term]) -> list[Term]:
+    sy, sx = spec.cumulative_stride(node.inputs[0])
+    taps_y = [sy * (node.dilation[0] * t - node.padding[0]) for t in range(node.kernel_size[0])]
+    taps_x = [sx * (node.dilation[1] * t - node.padding[1]) for t in range(node.kernel_size[1])]
+    g, reps = node.groups, node.out_channels // node.groups
+    return _merge([(rows.grouped(g, reps), offs.minkowski(taps_y, taps_x)) for rows, offs in first])
+
+
 def _apply(node: Node, spec: LayerSpec, ins: list[list[Term]], in_channels: int) -> list[Term]:
     if isinstance(node, Input):
-        eye = np.packbits(np.eye(in_channels, dtype=bool), axis=1)
-        return [(eye, OffsetSet.point())]
+        return [(ChannelSets.identity(in_channels), OffsetSet.point())]
     (first, *_) = ins
     if isinstance(node, (Identity, BatchNorm)):
         return first
     if isinstance(node, Conv2d):
-        sy, sx = spec.cumulative_stride(node.inputs[0])
-        taps_y = [sy * (node.dilation[0] * t - node.padding[0]) for t in range(node.kernel_size[0])]
-        taps_x = [sx * (node.dilation[1] * t - node.padding[1]) for t in range(node.kernel_size[1])]
-        g, reps = node.groups, node.out_channels // node.groups
-        out = []
-        for rows, offs in first:
-            grouped = np.bitwise_or.reduce(rows.reshape(g, -1, rows.shape[1]), axis=1)
-            out.append((np.repeat(grouped, reps, axis=0), offs.minkowski(taps_y, taps_x)))
-        return _merge(out)
+        return _conv_terms(node, spec, first)
     if isinstance(node, Shift):
         sy, sx = spec.cumulative_stride(node.id)
         return [(rows, offs.translate(-node.shift[0] * sy, -node.shift[1] * sx)) for rows, offs in first]
     if isinstance(node, (Permute, ChannelShuffle)):
         c = spec.channels(node.id)
-        perm = np.asarray(node.perm if isinstance(node, Permute) else shuffle_permutation(c, node.groups))
-        return [(rows[perm], offs) for rows, offs in first]
+        perm = np.asarray(node.perm) if isinstance(node, Permute) else _shuffle(c, node.groups)
+        return [(rows.take(perm), offs) for rows, offs in first]
     if isinstance(node, Slice):
-        return [(rows[node.start : node.stop], offs) for rows, offs in first]
+        return [(rows.take(np.arange(node.start, node.stop)), offs) for rows, offs in first]
     if isinstance(node, Add):
         return _merge([t for terms in ins for t in terms])
     if isinstance(node, Concat):
-        total = spec.channels(node.id)
-        out, start = [], 0
-        for src, terms in zip(node.inputs, ins, strict=True):
-            c = spec.channels(src)
+        sizes = [spec.channels(src) for src in node.inputs]
+        out = []
+        for k, terms in enumerate(ins):
             for rows, offs in terms:
-                placed = np.zeros((total, rows.shape[1]), dtype=np.uint8)
-                placed[start : start + c] = rows
-                out.append((placed, offs))
-            start += c
+                parts = [rows if j == k else ChannelSets.empty(c) for j, c in enumerate(sizes)]
+                out.append((ChannelSets.concat(parts), offs))
         return _merge(out)
     raise TypeError(f"no dependence rule for op {node.op!r}")  # every op in OPS has one above
 
 
 def dependence(spec: LayerSpec) -> Dependence:
-    """Exact dependence of every output channel of ``spec`` on input channels and offsets."""
+    """Exact dependence of every output channel of ``spec`` on input channels and offsets (a target beyond
+    the supported limits, :func:`check_supported`, raises :class:`~osc_design.errors.SpecError`)."""
     check_type(spec, LayerSpec, "spec")
-    c_in = spec.target.in_channels
+    c_in = check_supported(spec.target).in_channels
     terms: dict[str, list[Term]] = {}
     remaining = {nid: 0 for nid in spec.order}
     for nid in spec.order:
@@ -264,29 +283,26 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
     t = spec.target
     (kh, kw), (ph, pw) = t.kernel_size, t.padding
     ys, xs = np.arange(kh) - ph, np.arange(kw) - pw
-    grids = [offs.contains_grid(ys, xs) for _, offs in dep.terms]
+    grids = [offs.contains_grid(ys, xs).reshape(-1) for _, offs in dep.terms]
     c_out, c_in = dep.out_channels, dep.in_channels
-    signature: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-    for ty in range(kh):
-        for tx in range(kw):
-            sig = tuple(k for k, g in enumerate(grids) if g[ty, tx])
-            signature.setdefault(sig, []).append((ty, tx))
+    flat = np.stack(grids, axis=1) if grids else np.zeros((kh * kw, 0), dtype=bool)
+    # taps read through the same terms share their channel dependence: one union per distinct signature
+    sigs, firsts, counts = np.unique(flat, axis=0, return_index=True, return_counts=True)
     covered, missing = 0, None
-    full_row_bits = c_in
-    for sig, taps in signature.items():
-        if not sig:
-            if missing is None or taps[0] < missing[2]:
-                missing = (0, 0, taps[0])
+    for sig, first, n_taps in zip(sigs, firsts.tolist(), counts.tolist(), strict=True):
+        tap = divmod(first, kw)
+        used = np.flatnonzero(sig)
+        if not used.size:
+            if missing is None or tap < missing[2]:
+                missing = (0, 0, tap)
             continue
-        rows = dep.terms[sig[0]][0]
-        for k in sig[1:]:
-            rows = rows | dep.terms[k][0]
-        n = _popcount(rows)
-        covered += n * len(taps)
-        if n < c_out * full_row_bits and (missing is None or taps[0] < missing[2]):
-            bits = np.unpackbits(rows, axis=1, count=c_in)
-            o, i = np.argwhere(~bits.astype(bool))[0]
-            missing = (int(o), int(i), taps[0])
+        rows = ChannelSets.union_all([dep.terms[k][0] for k in used.tolist()])
+        sizes = rows.channel_sizes()
+        n = int(sizes.sum())
+        covered += n * n_taps
+        if n < c_out * c_in and (missing is None or tap < missing[2]):
+            o = int(np.flatnonzero(sizes < c_in)[0])
+            missing = (o, rows.first_missing(o), tap)
     return Coverage(covered, c_out * c_in * kh * kw, missing)
 
 
@@ -369,8 +385,42 @@ def _group_dependence(stages: Sequence[ChainStage]) -> tuple[list[int], np.ndarr
     return sets, ids
 
 
+BITSET_GROUPS = 4096  # up to this many first-stage groups, chains use bit sets over them (fastest when small)
+
+
+def _chain_reach(stages: Sequence[ChainStage]) -> tuple[list[int], int, Callable[[int], int]]:
+    """Input channels read by each block of ``per`` output channels of the chain (they share a dependence), ``per``,
+    and the first input channel block ``q`` misses: bit sets over the first stage's groups when they are few,
+    interval sets (memory linear in ``C``) else."""
+    first = stages[0]
+    if first.groups > BITSET_GROUPS:
+        rows = _chain_channels(stages)
+        return rows.channel_sizes().tolist(), 1, rows.first_missing
+    sets, ids = _group_dependence(stages)
+    n1 = first.in_channels // first.groups
+    reach_of = [u.bit_count() * n1 for u in sets]
+
+    def first_missing(q: int) -> int:
+        u = sets[int(ids[q])]
+        return next(b * n1 for b in range(first.groups) if not (u >> b) & 1)
+
+    return [reach_of[i] for i in ids.tolist()], stages[-1].out_channels // len(ids), first_missing
+
+
+def _chain_channels(stages: Sequence[ChainStage]) -> ChannelSets:
+    """Input channels read by every output channel of a shuffle chain (the shuffles where the chains put them)."""
+    rows = ChannelSets.identity(stages[0].in_channels)
+    prev: ChainStage | None = None
+    for st in stages:
+        if prev is not None and _shuffled(prev, st):
+            rows = rows.take(_shuffle(st.in_channels, prev.groups))
+        rows = rows.grouped(st.groups, st.out_channels // st.groups)
+        prev = st
+    return rows
+
+
 def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
-    """Exact coverage of a shuffle chain, computed per distinct group dependence.
+    """Exact coverage of a shuffle chain, computed per distinct group dependence from the stages alone.
 
     The chain is ``stages`` in order with a channel shuffle with the previous stage's groups wherever
     that stage has ``1 < groups < out_channels`` channels per group and the next one is grouped (the
@@ -378,8 +428,8 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     dependence of a chain factor apart (the verifier's single term), all channels of a group share
     their dependence, a shuffle with ``G`` groups sends input ``j`` of the next stage to group
     ``j mod G`` of the previous one, and the footprint along each axis is a 1-D Minkowski sum.
-    Dependences are bit sets over the first stage's groups (each stands for its block of ``n_1``
-    input channels); groups with the same dependence share one set, so a depthwise stage only relabels.
+    Dependences are interval sets of input channels shared by the channels of a group (groups with the
+    same dependence share one set, so a depthwise stage only relabels); memory grows with ``C``.
 
     >>> from osc_design.spec import GraphBuilder
     >>> b = GraphBuilder(Target(4, 4, 3))
@@ -388,14 +438,9 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     >>> chain_coverage(spec.target, spec.convs).full, coverage(spec).full
     (True, True)
     """
-    cin = target.in_channels
+    cin = check_supported(target).in_channels
     (kh, kw) = target.kernel_size
-    first = stages[0]
-    n1 = first.in_channels // first.groups
-    sets, ids = _group_dependence(stages)
-    per_out = target.out_channels // len(ids)
-    reach_of = [u.bit_count() * n1 for u in sets]
-    reach = [reach_of[i] for i in ids.tolist()]
+    reach, per_out, first_missing = _chain_reach(stages)
     inside_axes = []
     for a in (0, 1):
         offs = chain_footprint(stages, a)
@@ -410,8 +455,6 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
         if holes[0] or holes[1]:
             missing = (0, 0, (holes[0][0] if holes[0] else 0, holes[1][0] if holes[1] else 0))
         else:
-            q = min(range(len(reach)), key=lambda g: (reach[g] == cin, g))
-            u = sets[int(ids[q])]
-            i = next(b * n1 for b in range(first.groups) if not (u >> b) & 1)
-            missing = (q * per_out, i, (inside_axes[0][0], inside_axes[1][0]))
+            q = next(g for g, r in enumerate(reach) if r < cin)
+            missing = (q * per_out, first_missing(q), (inside_axes[0][0], inside_axes[1][0]))
     return Coverage(covered, total, missing)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from osc_design.coverage import chain_coverage
 from osc_design.serialize import to_dict
 from tests.reference import brute_force_offsets
 from tests.strategies import graphs
+
+coverage_module = importlib.import_module("osc_design.coverage")  # the module (``osc_design.coverage`` is the function)
 
 
 def _margin(spec):
@@ -166,9 +170,12 @@ def shuffle_chains(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(shuffle_chains())
-def test_chain_coverage_equals_the_verifier(spec):
-    got, exact = chain_coverage(spec.target, spec.convs), coverage(spec)
+@given(shuffle_chains(), st.booleans())
+def test_chain_coverage_equals_the_verifier(spec, intervals):
+    # both representations of chain_coverage: bit sets over the first stage's groups, and interval sets
+    with mock.patch.object(coverage_module, "BITSET_GROUPS", -1 if intervals else coverage_module.BITSET_GROUPS):
+        got = chain_coverage(spec.target, spec.convs)
+    exact = coverage(spec)
     assert (got.covered, got.total) == (exact.covered, exact.total)
     assert (got.missing is None) == (exact.missing is None)
     if got.missing is not None:

@@ -206,7 +206,11 @@ def test_free_depth_and_strides_equal_brute_force(seed):
 
 def test_square_kernels_equal_brute_force():
     for target, n in random_targets(5, 40):
-        assert solve_or_none(target, max_stages=n, square_only=True) == brute_chain(target, n, square=True), (target, n)
+        best = brute_chain(target, n, square=True)
+        own = target.in_channels * target.out_channels * target.kernel_size[0] * target.kernel_size[1]
+        if best is not None and best > own and target.kernel_size[0] != target.kernel_size[1]:
+            best = None  # square kernels costlier than the rectangular target conv itself: refused
+        assert solve_or_none(target, max_stages=n, square_only=True) == best, (target, n)
 
 
 def test_dilation_equals_brute_force_in_the_stated_space_and_is_bounded_by_all_dilations():

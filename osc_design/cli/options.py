@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from ..coverage import check_supported
 from ..errors import OscDesignError
 from ..spec import Target
 
@@ -235,12 +236,19 @@ class TargetOptions:
         return make_target(c_in, c_out, k, s, size or (DEFAULT_INPUT, DEFAULT_INPUT)), size is None
 
 
-def make_target(c_in: int, c_out: int, kernel: Any, stride: Any, input_size: tuple[int, int]) -> Target:
-    """``Target(...)``; a target the input size does not fit is a usage error of ``--input-size``."""
+def make_target(c_in: int, c_out: int, kernel: Any, stride: Any, input_size: tuple[int, int],
+                kernel_flag: str = "--kernel") -> Target:
+    """``Target(...)``; a target the input size does not fit is a usage error of ``--input-size``, one beyond
+    the supported limits (:func:`osc_design.coverage.check_supported`) one of ``--channels`` or ``--kernel``."""
     try:
-        return Target(c_in, c_out, kernel, stride, input_size=input_size)
+        target = Target(c_in, c_out, kernel, stride, input_size=input_size)
     except OscDesignError as e:
         raise typer.BadParameter(str(e), param_hint="'--input-size'") from None
+    try:
+        return check_supported(target)
+    except OscDesignError as e:
+        flag = kernel_flag if "`kernel_size`" in str(e) else "--channels"
+        raise typer.BadParameter(str(e), param_hint=f"'{flag}'") from None
 
 
 @dataclasses.dataclass(frozen=True)

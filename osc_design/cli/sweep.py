@@ -61,7 +61,7 @@ def sweep_cmd(
     cs, ks = _int_list(channels, "--channels"), _int_list(kernels, "--kernels")
     size = parse_pair(input_size, "--input-size") or (DEFAULT_INPUT, DEFAULT_INPUT)
     chosen = None if families is None else _families(families)
-    targets = [make_target(c, c, k, 1, size) for c in cs for k in ks]
+    targets = [make_target(c, c, k, 1, size, "--kernels") for c in cs for k in ks]
     from ..compare import sweep_comparisons, sweep_document
 
     advance, close = out.progress(len(targets), "sweeping")

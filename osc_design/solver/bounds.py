@@ -12,8 +12,10 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
+from ..errors import SpecError
 from ..spec import Target
-from .space import SearchSpace, Widths, norm_widths, stage_cap
+from ..geometry import check_int
+from .space import SearchSpace, Widths, check_objective, check_options, norm_widths, stage_cap
 
 __all__ = ["waterfill", "rem_bound", "rem_lb", "bound_n", "bound_parts", "space_bound", "all_n", "min_area",
            "cost_factor", "lower_bound"]
@@ -308,6 +310,11 @@ def lower_bound(target: Target, *, n_min: int = 1, n_max: int | None = None, obj
     >>> lower_bound(Target(256, 256, 7), n_max=2)  # 2 * C^1.5 * K
     57344.0
     """
+    check_options(target, "params", None, square_only, dilation, widths, min_coverage)
+    check_objective(objective)
+    check_int(n_min, "n_min", minimum=1)
+    if n_max is not None and check_int(n_max, "n_max", minimum=1) < n_min:
+        raise SpecError(f"`n_max` (={n_max!r}) must be at least `n_min` (={n_min!r})")
     w = norm_widths(widths)
     if n_max is None:
         n_max = len(w) + 1 if isinstance(w, tuple) else stage_cap(target, dilation=dilation, square_only=square_only)

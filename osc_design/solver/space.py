@@ -13,12 +13,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..coverage import check_supported
 from ..errors import InfeasibleDesignError, SpecError
 from ..geometry import check_int
 from ..spec import Target
 from .intmath import clog2
 
-__all__ = ["OBJECTIVES", "VERIFY_MODES", "SearchSpace", "stage_cap", "norm_widths", "check_verify"]
+__all__ = ["OBJECTIVES", "VERIFY_MODES", "SearchSpace", "stage_cap", "norm_widths", "check_verify", "check_options",
+           "check_target_type"]
 
 OBJECTIVES = ("params", "macs", "macs_valid")
 VERIFY_MODES = ("full", "fast", "none")
@@ -36,6 +38,8 @@ def stage_cap(target: Target, *, dilation: bool = False, square_only: bool = Fal
     >>> stage_cap(Target(256, 256, 7))
     11
     """
+    check_target_type(target)
+    _check_flags(square_only, dilation, 1.0)
     n = clog2(target.in_channels) + 1
     (kh, kw), (sh, sw) = target.kernel_size, target.stride
     if square_only and not dilation:
@@ -62,16 +66,39 @@ def norm_widths(widths: Any) -> Widths:
 
 def check_verify(verify: Any) -> str:
     """``verify`` if it names a verification mode of :func:`osc_design.solver.solve`."""
-    if verify not in VERIFY_MODES:
+    if not isinstance(verify, str) or verify not in VERIFY_MODES:
         raise SpecError(f"`verify` (={verify!r}) must be 'full', 'fast' or 'none'")
     return verify
 
 
-def _check_target(target: Any, objective: Any) -> None:
+def check_target_type(target: Any) -> Target:
+    """``target`` if it is a :class:`~osc_design.spec.Target` within the supported limits; else :class:`SpecError`."""
     if not isinstance(target, Target):
-        raise SpecError(f"`target` (={target!r}) must be a Target")
-    if objective not in OBJECTIVES:
+        raise SpecError(f"`target` (={target!r}) must be a Target, got {type(target).__name__}")
+    return check_supported(target)
+
+
+def check_objective(objective: Any) -> str:
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise SpecError(f"`objective` (={objective!r}) must be one of {', '.join(OBJECTIVES)}")
+    return objective
+
+
+def check_options(target: Any, objective: Any, max_stages: Any, square_only: Any, dilation: Any, widths: Any,
+                  min_coverage: Any, verify: Any = "full") -> None:
+    """Check the types and values of :func:`~osc_design.solver.solve`'s arguments (before they meet a cache,
+    which would fail on an unhashable one); raises :class:`SpecError` naming the argument and its value."""
+    _check_target(target, objective)
+    _check_flags(square_only, dilation, min_coverage)
+    if max_stages is not None:
+        check_int(max_stages, "max_stages", minimum=1)
+    norm_widths(widths)
+    check_verify(verify)
+
+
+def _check_target(target: Any, objective: Any) -> None:
+    check_target_type(target)
+    check_objective(objective)
     if objective != "params" and target.input_size is None:
         raise SpecError(f"objective {objective!r} counts MACs and needs a target `input_size`")
 
