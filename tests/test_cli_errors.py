@@ -200,12 +200,12 @@ def test_verify_input_size_and_export_class_name_are_usage_errors(tmp_path):
 
 
 def test_a_bug_still_ends_in_one_line(monkeypatch):
-    import osc_design.compare
+    import importlib
 
     def broken(*args, **kwargs):
         raise TypeError("simulated bug")
 
-    monkeypatch.setattr(osc_design.compare, "compare", broken)
+    monkeypatch.setattr(importlib.import_module("osc_design.compare"), "compare", broken)
     code, _, err = _run(["-c", "8", "-k", "3"])
     assert code == 1 and err == "Error: internal error (TypeError: simulated bug); please report it with the " \
                                 "command line\n"

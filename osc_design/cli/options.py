@@ -84,9 +84,18 @@ class Objective(str, Enum):
 
 
 ObjectiveOpt = Annotated[Objective, typer.Option("--objective", help="What the OSC solver minimises.")]
+def _stages(value: int | None) -> int | None:
+    """``--max-stages``: positive and within the solver's supported limit."""
+    from ..solver.space import MAX_STAGES
+
+    if value is not None and positive(value) and value > MAX_STAGES:
+        raise typer.BadParameter(f"{value} exceeds the supported limit {MAX_STAGES}")
+    return value
+
+
 MaxStages = Annotated[int | None, typer.Option(
-    "--max-stages", callback=positive,
-    help="Most conv stages for the OSC solver \\[default: free].")]
+    "--max-stages", callback=_stages,
+    help="Most conv stages for the OSC solver (at most 256) \\[default: free].")]
 SquareOnly = Annotated[bool, typer.Option("--square-only", metavar="", help="Only square kernels in OSC stages.")]
 Dilation = Annotated[bool, typer.Option("--dilation/--no-dilation", metavar="", help="Allow dilated OSC stages.")]
 

@@ -84,6 +84,18 @@ def check_objective(objective: Any) -> str:
     return objective
 
 
+MAX_STAGES = 256
+"""Largest ``max_stages`` accepted: far beyond any optimum's depth (the default cap is ``ceil(log2 C) + 1`` plus
+a few spatial stages, 36 at most within the supported limits), and the search is linear in it."""
+
+
+def _check_max_stages(max_stages: Any) -> int:
+    check_int(max_stages, "max_stages", minimum=1)
+    if max_stages > MAX_STAGES:
+        raise SpecError(f"`max_stages` (={max_stages}) exceeds the supported limit {MAX_STAGES}")
+    return int(max_stages)
+
+
 def check_options(target: Any, objective: Any, max_stages: Any, square_only: Any, dilation: Any, widths: Any,
                   min_coverage: Any, verify: Any = "full") -> None:
     """Check the types and values of :func:`~osc_design.solver.solve`'s arguments (before they meet a cache,
@@ -91,7 +103,7 @@ def check_options(target: Any, objective: Any, max_stages: Any, square_only: Any
     _check_target(target, objective)
     _check_flags(square_only, dilation, min_coverage)
     if max_stages is not None:
-        check_int(max_stages, "max_stages", minimum=1)
+        _check_max_stages(max_stages)
     norm_widths(widths)
     check_verify(verify)
 
@@ -125,7 +137,7 @@ def _check_flags(square_only: Any, dilation: Any, min_coverage: Any) -> float:
 
 def _stage_range(target: Target, max_stages: Any, widths: Widths, square: bool, dilated: bool) -> tuple[int, int]:
     if max_stages is not None:
-        check_int(max_stages, "max_stages", minimum=1)
+        _check_max_stages(max_stages)
     if isinstance(widths, tuple):
         n = len(widths) + 1
         if max_stages is not None and max_stages != n:

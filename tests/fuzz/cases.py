@@ -441,20 +441,6 @@ def command_lines() -> st.SearchStrategy[list[str]]:
     return st.one_of(near_valid_lines(), random_lines())
 
 
-BIG_FLAGS = {"-c", "--channels", "--in-channels", "--out-channels", "-k", "--kernel", "--max-stages", "--kernels"}
-
-
-def huge_target(args: list[str]) -> bool:
-    """Whether ``args`` give a channel count, kernel or stage count over 4096 (issue 14 item 5: the solver
-    and the coverage check do not bound their work yet; another change handles these)."""
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag in BIG_FLAGS:
-            digits = "".join(c if c.isascii() and c.isdigit() else " " for c in value).split()
-            if any(len(d) > 4 or int(d) > 4096 for d in digits):
-                return True
-    return False
-
-
 def cli_case(args: list[str]) -> Outcome:
     """``osc-design ARGS`` with plots and ``-o`` redirected into a temporary directory."""
     with tempfile.TemporaryDirectory() as tmp:
