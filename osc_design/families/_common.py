@@ -208,10 +208,6 @@ def _centred_padding(target: Target, kernel: Pair, *, family: str, option: str) 
     return (pads[0], pads[1])
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def _smallest_prime_factor(n: int) -> int:
     for d in range(2, math.isqrt(n) + 1):
         if n % d == 0:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SpecError
 from ..geometry import check_int
 from ..spec import GraphBuilder, LayerSpec, Target
-from ._common import _divisors, _options, _smallest_prime_factor, _syms, add
+from ..solver.intmath import divisors
+from ._common import _options, _smallest_prime_factor, _syms, add
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -54,7 +55,7 @@ def _grouped_opts(target: Target, options: Mapping[str, Any]) -> dict[str, Any]:
         g = 1 if common == 1 else _smallest_prime_factor(common)
     check_int(g, "groups", minimum=1)
     if common % g:
-        divs = _divisors(common)
+        divs = divisors(common)
         shown = ", ".join(map(str, divs[:12])) + (", ..." if len(divs) > 12 else "")
         raise SpecError(
             f"`groups` (={g}) must divide `in_channels` (={target.in_channels}) and `out_channels` "
