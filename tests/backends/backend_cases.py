@@ -118,9 +118,13 @@ def compiled_count_is_exact(spec: LayerSpec) -> bool:
     """Whether XLA's optimised program computes every element-wise op exactly once.
 
     Not so when an element-wise op (add, batch norm, conv bias) reaches, through free ops only, a node
-    read by several consumers (fusion then recomputes it in each consumer), or when two adds read the
-    same inputs (common-subexpression elimination merges them).
+    read by several consumers (fusion then recomputes it in each consumer), when two adds read the
+    same inputs (common-subexpression elimination merges them), or when only some channels of a batch
+    norm are read after it (what XLA's passes then keep is not modelled here).
     """
+    live = live_channels(spec, narrow_batch_norm=True)
+    if any(n.op == "batch_norm" and 0 < len(live[n.id]) < n.num_features for n in spec.nodes):
+        return False
     consumers: dict[str, int] = {n.id: 0 for n in spec.nodes}
     for n in spec.nodes:
         for i in n.inputs:
@@ -148,8 +152,13 @@ def compiled_count_is_exact(spec: LayerSpec) -> bool:
     return len(adds) == len(set(adds))
 
 
-def live_channels(spec: LayerSpec) -> dict[str, set[int]]:
-    """Output channels of every node that reach the graph output (channel-level dead-code analysis)."""
+def live_channels(spec: LayerSpec, *, narrow_batch_norm: bool = False) -> dict[str, set[int]]:
+    """Output channels of every node that reach the graph output (channel-level dead-code analysis).
+
+    A batch norm with any live channel keeps all its input channels live: XLA does not narrow it to
+    the channels read after it (measured: a slice of a batch norm over a concat of a 1x1 conv and a
+    slice counts the conv, 652 flops against 396 without it); ``narrow_batch_norm`` narrows it anyway,
+    to find such batch norms."""
     live: dict[str, set[int]] = {nid: set() for nid in spec.order}
     live[spec.output] = set(range(spec.channels(spec.output)))
     for nid in reversed(spec.order):
@@ -173,6 +182,8 @@ def live_channels(spec: LayerSpec) -> dict[str, set[int]]:
             per_in, per_out = node.in_channels // node.groups, node.out_channels // node.groups
             for g in {c // per_out for c in mine}:
                 live[node.inputs[0]] |= set(range(g * per_in, (g + 1) * per_in))
+        elif node.op == "batch_norm" and not narrow_batch_norm:
+            live[node.inputs[0]] |= set(range(node.num_features))
         else:  # add, shift, identity, batch_norm: channel for channel
             for i in node.inputs:
                 live[i] |= mine
