@@ -28,6 +28,7 @@ class State(NamedTuple):
     hs: tuple
     ws: tuple
     phase: int
+    first: bool = True  # the ``C_in -> C_out`` stage is in the chain (reordered space: it may come later)
 
 
 class Need(NamedTuple):
@@ -111,12 +112,21 @@ class Search:
         self._combos: dict[tuple, list[Combo]] = {}
         self.searched = 0
         self.state_dominance = space.dilated and space.objective == "params"
+        # stages after the first are interchangeable in width: a state reached with fewer stages at no
+        # higher cost dominates the same state later (it has more stages left), unless N is fixed
+        self.across = not space.exact_n and isinstance(space.widths, (int, type(None)))
+        # the reordered space (see :attr:`SearchSpace.gaps`): the C_in -> C_out stage may take any place
+        # of the mixed-radix order; full coverage with rectangular kernels also closes each prefix with
+        # its cheapest last stage instead of generating the last layer
+        self.gaps = space.gaps
+        self.close = space.gaps and not space.partial and not space.square
+        self._closers: dict[tuple, tuple] = {}
         self._layers: list[Layer] = []
 
     # -- moves -------------------------------------------------------------------------------------
-    def combos(self, hs: tuple, ws: tuple, kind: str, started: bool) -> list[Combo]:
-        """Every spatial move of a stage of ``kind`` from ``(hs, ws)`` (cached)."""
-        key = (hs, ws, kind, started)
+    def combos(self, hs: tuple, ws: tuple, kind: str, started: bool, first: bool = True) -> list[Combo]:
+        """Every spatial move of a stage of ``kind`` from ``(hs, ws)`` (cached); ``first``: of the state reached."""
+        key = (hs, ws, kind, started, first)
         got = self._combos.get(key)
         if got is not None:
             return got
@@ -132,14 +142,14 @@ class Search:
             pairs = [((kh, kw), oh, ow) for kh, oh in hsteps for kw, ow in wsteps]
         out = []
         for kk, (hs2, dh, ph, fh), (ws2, dw, pw, fw) in pairs:
-            out.append(Combo(kind, fh * fw, State(hs2, ws2, phase), kk, (dh, dw), (ph, pw),
+            out.append(Combo(kind, fh * fw, State(hs2, ws2, phase, first), kk, (dh, dw), (ph, pw),
                              self.spatial_need(hs2, ws2)))
         self._combos[key] = out
         return out
 
     def accept(self, key: State, r: int) -> bool:
         """Does a design ending in ``key`` with channel reach ``r`` cover enough of the volume?"""
-        if self.strided and key.phase != 1:
+        if (self.strided and key.phase != 1) or not key.first:
             return False
         th = self.axes[0].covered_taps(key.hs, key.phase == 1)
         tw = self.axes[1].covered_taps(key.ws, key.phase == 1)
@@ -172,17 +182,28 @@ class Search:
         return ("pre", "stride") if self.strided else ("pre",)
 
     # -- the programme -------------------------------------------------------------------------------
-    def run(self, ub: float) -> dict[int, Entry]:
-        """Best final entry per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``)."""
+    def run(self, ub: float, per_n: bool = False) -> dict[int, Entry]:
+        """Best final entry per exact stage count ``N`` in ``[n_lo, n_hi]`` (only costs ``<= ub``); with
+        ``per_n`` false only the best over all ``N`` is sure to be exact."""
         h0, w0 = self.axes[0].initial(), self.axes[1].initial()
-        layer: Layer = {State(h0, w0, 0): {1: Entry(0, None, 1, None, 1)}}
+        layer: Layer = {State(h0, w0, 0, not self.gaps): {1: Entry(0, None, 1, None, 1)}}
         finals: dict[int, Entry] = {}
+        archive: dict[State, dict[int, float]] = {}
         self.searched = 1
         for stage in range(1, self.n_hi + 1):
+            if self.close:
+                if stage >= self.n_lo:
+                    self._close(layer, stage, ub, finals)
+                if finals and not per_n:
+                    ub = min(ub, min(e.cost for e in finals.values()))
+                if stage == self.n_hi:
+                    break
             nxt, cands = self._advance(layer, stage, ub * (1 + 1e-12))
             if self.state_dominance and len(nxt) > 1:
                 nxt = _dominance_filter(nxt)
-            if stage >= self.n_lo:
+            if self.across and not per_n:
+                _archive_filter(nxt, archive)
+            if stage >= self.n_lo and not self.close:
                 self._collect(nxt if self.uniform else cands, stage, ub, finals)
             self.searched += sum(len(s) for s in nxt.values()) + sum(len(s) for s in cands.values())
             layer = nxt
@@ -210,19 +231,29 @@ class Search:
 
     def _extend(self, layer: Layer, out: Layer, stage: int, cin: int, cout: int, prune: _Pruner) -> None:
         """Add to ``out`` every stage ``cin -> cout`` from the entries of ``layer`` that may fit the bound."""
-        fan = fanins(cin, cout)
-        fan0 = fan[0]
         ub_tol = prune.ub
         for key, entries in layer.items():
             cmin_key = min(e.cost for e in entries.values())
-            for kind in self._kinds(key.phase):
-                for combo in self.combos(key.hs, key.ws, kind, stage > 1):
-                    unit = cout * combo.factor
-                    # even the cheapest entry with the smallest fan-in and full reach cannot fit
-                    best_case = cmin_key + fan0 * unit
-                    if best_case > ub_tol or (prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
-                        continue
-                    self._relax(key, entries, combo, fan, unit, out, prune)
+            for fan, first in self._moves(key, stage, cin, cout):
+                fan0 = fan[0]
+                for kind in self._kinds(key.phase):
+                    for combo in self.combos(key.hs, key.ws, kind, stage > 1, first):
+                        unit = cout * combo.factor
+                        # even the cheapest entry with the smallest fan-in and full reach cannot fit
+                        best_case = cmin_key + fan0 * unit
+                        if best_case > ub_tol or (prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
+                            continue
+                        self._relax(key, entries, combo, fan, unit, out, prune)
+
+    def _moves(self, key: State, stage: int, cin: int, cout: int) -> list[tuple[tuple[int, ...], bool]]:
+        """The fan-ins a stage from ``key`` may take and whether the ``C_in -> C_out`` stage is then in the
+        chain: in the reordered space it is taken once, at any place (a later layer, if one is left)."""
+        if not self.gaps:
+            return [(fanins(cin, cout), True)]
+        moves = [] if key.first else [(fanins(self.cin, self.cout), True)]
+        if key.first or stage < self.n_hi:
+            moves.append((fanins(self.cout, self.cout), key.first))
+        return moves
 
     def _relax(self, key: State, entries: dict[int, Entry], combo: Combo, fan: tuple[int, ...], unit: int,
                out: Layer, prune: _Pruner) -> None:
@@ -256,6 +287,45 @@ class Search:
                 if r2 == full:
                     break
 
+    def _closer(self, a: int, st: tuple, started: bool) -> tuple | None:
+        """The cheapest last stage along axis ``a`` from ``st`` that covers the window: ``(k, d, pad, state)``
+        with the smallest kernel (cached; ``None`` when none does)."""
+        key = (a, st, started)
+        if key in self._closers:
+            return self._closers[key]
+        ax, got = self.axes[a], None
+        for k in sorted(ax.ks(st, "pre")):
+            for st2, d, pad, _ in ax.step(st, "pre", started, k):
+                if ax.covered_taps(st2, False) == ax.K:
+                    got = (k, d, pad, st2)
+                    break
+            if got is not None:
+                break
+        self._closers[key] = got
+        return got
+
+    def _close(self, layer: Layer, stage: int, ub: float, finals: dict[int, Entry]) -> None:
+        """Record in ``finals`` the cheapest ``stage``-stage design: every entry of ``layer`` (one stage less)
+        closed by its cheapest last stage, i.e. the smallest kernels that cover the window along each axis
+        (params are ``k_h k_w n``) and the smallest fan-in that completes the channel reach."""
+        best = finals.get(stage)
+        for key, entries in layer.items():
+            ch = self._closer(0, key.hs, stage > 1)
+            cw = self._closer(1, key.ws, stage > 1)
+            if ch is None or cw is None:
+                continue
+            fan = fanins(self.cout if key.first else self.cin, self.cout)
+            unit = self.cout * ch[0] * cw[0]
+            for r, entry in entries.items():
+                n = next((n for n in fan if r * n >= self.cin), None)
+                if n is None:
+                    continue
+                c = entry.cost + n * unit
+                if c <= ub and (best is None or c < best.cost):
+                    combo = Combo("pre", ch[0] * cw[0], State(ch[3], cw[3], 0, True), (ch[0], cw[0]),
+                                  (ch[1], cw[1]), (ch[2], cw[2]), Need(1, 1.0, 1.0))
+                    best = finals[stage] = Entry(c, key, r, combo, n)
+
     def _collect(self, store: Layer, stage: int, ub: float, finals: dict[int, Entry]) -> None:
         """Record in ``finals`` the cheapest accepted entry of ``store`` with ``stage`` stages."""
         for key, slot in store.items():
@@ -283,7 +353,7 @@ class Search:
         finals: dict[int, Entry] = {}
         for ub in schedule:
             self._layers = []
-            finals = self.run(ub)
+            finals = self.run(ub, per_n)
             total += self.searched
             if finals and (not per_n or len(finals) == self.n_hi - self.n_lo + 1 or ub == INF):
                 break
@@ -292,6 +362,8 @@ class Search:
 
     def decode(self, N: int, entry: Entry) -> list[Stage]:
         """The stages of the ``N``-stage design ending in ``entry`` (of the last :meth:`run`)."""
+        if self.gaps:
+            return self._decode_reordered(N, entry)
         space = self.space
         stages: list[Stage] = []
         t = N
@@ -307,6 +379,32 @@ class Search:
                 break
             entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
         stages.reverse()
+        return stages
+
+    def _decode_reordered(self, N: int, entry: Entry) -> list[Stage]:
+        """:meth:`decode` in the reordered space: the ``C_in -> C_out`` stage goes first, the others follow
+        in the order of the programme; paddings by the centring rule along the chain as built."""
+        moves: list[tuple[Combo, int, bool]] = []
+        t = N
+        while entry.combo is not None:
+            special = entry.combo.state.first and not entry.key.first  # type: ignore[union-attr]
+            moves.append((entry.combo, entry.fan_in, special))
+            t -= 1
+            if t == 0:
+                break
+            entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
+        moves.reverse()
+        moves.sort(key=lambda m: not m[2])  # stable: the special stage first, the rest in order
+        spans = [0, 0]
+        stages: list[Stage] = []
+        for i, (combo, n, special) in enumerate(moves):
+            cin = self.cin if special else self.cout
+            pads = []
+            for a in (0, 1):
+                before = self.axes[a].cum_pad(spans[a], i > 0)
+                spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
+                pads.append(self.axes[a].cum_pad(spans[a], True) - before)
+            stages.append(Stage(cin, self.cout, cin // n, combo.kernel, (1, 1), (pads[0], pads[1]), combo.dilation))
         return stages
 
 
@@ -344,3 +442,22 @@ def _dominance_filter(layer: Layer) -> Layer:
             kept.append((r, rh, rw))
             out.setdefault(key, {})[r] = layer[key][r]
     return out
+
+
+def _archive_filter(layer: Layer, archive: dict[State, dict[int, float]]) -> None:
+    """Drop entries that an entry of an earlier layer (after the first stage) at the same state beats:
+    at least the reach at no higher cost with fewer stages used; then add the survivors to ``archive``."""
+    for key in list(layer):
+        slot = layer[key]
+        seen = archive.setdefault(key, {})
+        if seen:
+            for r in list(slot):
+                c = slot[r].cost
+                if any(r2 >= r and c2 <= c for r2, c2 in seen.items()):
+                    del slot[r]
+            if not slot:
+                del layer[key]
+                continue
+        for r, e in slot.items():
+            seen[r] = e.cost
+

@@ -206,6 +206,11 @@ class SearchSpace:
         return self.target.stride != (1, 1)
 
     @property
+    def gaps(self) -> bool:
+        """The reordered (gap-filling) space: ``params`` with dilation, no stride, every stage ``C_out`` wide."""
+        return self.dilated and self.objective == "params" and not self.strided and self.widths is None
+
+    @property
     def partial(self) -> bool:
         """Only a fraction of the volume must be covered."""
         return self.lam < 1.0
