@@ -434,12 +434,13 @@ def _dominance_filter(layer: Layer) -> Layer:
     out: Layer = {}
     for items in groups.values():
         items.sort()
-        kept: list[tuple[int, int, int]] = []
+        kept: dict[tuple[int, int], int] = {}  # per pair of spans kept: the largest reach kept (cost order)
         for _, _, nh, nw, key, r in items:
             rh, rw = -nh, -nw
-            if any(kr >= r and kh >= rh and kw >= rw for kr, kh, kw in kept):
+            if any(kr >= r and kh >= rh and kw >= rw for (kh, kw), kr in kept.items()):
                 continue
-            kept.append((r, rh, rw))
+            if kept.get((rh, rw), 0) < r:
+                kept[(rh, rw)] = r
             out.setdefault(key, {})[r] = layer[key][r]
     return out
 
