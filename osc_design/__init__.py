@@ -50,6 +50,7 @@ from .compare import compare as compare  # noqa: E402
 _LAZY = {
     "solve": ("osc_design.solver", "solve"),
     "pareto_front": ("osc_design.solver", "pareto_front"),
+    "sweep": ("osc_design.compare", "sweep"),
     "get_family": ("osc_design.registry", "get_family"),
     "family_ids": ("osc_design.registry", "family_ids"),
     "plan_network": ("osc_design.networks.plan", "plan_network"),
@@ -76,6 +77,6 @@ __all__ = [
     "GraphBuilder", "Identity", "InfeasibleDesignError", "Input", "LayerSpec", "OscDesignError", "Permute",
     "SchemaError", "Shift", "Slice", "SpecError", "Target", "UnknownBackendError", "__version__", "cost",
     "cost_by_node", "coverage", "dependence", "dumps", "layer_schema", "load", "loads", "save",
-    "compare", "solve", "pareto_front", "get_family", "family_ids", "plan_network", "verify", "export_source",
+    "compare", "sweep", "solve", "pareto_front", "get_family", "family_ids", "plan_network", "verify", "export_source",
     "load_plan", "extract_convs", "extract_network", "convert", "summary",
 ]

@@ -296,28 +296,47 @@ def compare(
 
 
 def sweep(targets: Iterable[Target], families: Iterable[str] | None = None,
-          progress: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
+          progress: Callable[[], Any] | None = None, jobs: int | None = None) -> list[dict[str, Any]]:
     """Compare ``families`` at every target of a grid: :meth:`Comparison.grid_rows` of each, in order.
 
-    ``progress()`` is called after each target (``osc-design sweep`` advances its bar).
+    ``progress()`` is called after each target (``osc-design sweep`` advances its bar). ``jobs`` runs
+    the targets through :class:`joblib.Parallel` (``-1``: every core; ``None``: joblib's default, one
+    process unless a ``joblib.parallel_backend`` context says otherwise, e.g. ``"dask"`` for a
+    ``distributed`` cluster); the rows are the serial run's, in the same order.
 
     >>> rows = sweep([Target(c, c, 3, input_size=8) for c in (16, 32)], families=["conv", "bsconv-u"])
     >>> [(r["channels"], r["family"], r["params"], r["best"]) for r in rows]
     [(16, 'conv', 2304, False), (16, 'bsconv-u', 400, True), (32, 'conv', 9216, False), (32, 'bsconv-u', 1312, True)]
     """
-    return [row for c in sweep_comparisons(targets, families, progress) for row in c.grid_rows()]
+    return [row for c in sweep_comparisons(targets, families, progress, jobs) for row in c.grid_rows()]
 
 
 def sweep_comparisons(targets: Iterable[Target], families: Iterable[str] | None = None,
-                      progress: Callable[[], Any] | None = None) -> list[Comparison]:
-    """:func:`compare` at every target of a grid, in order (``progress()`` after each)."""
+                      progress: Callable[[], Any] | None = None, jobs: int | None = None) -> list[Comparison]:
+    """:func:`compare` at every target of a grid, in order (``progress()`` after each; ``jobs`` as in
+    :func:`sweep`)."""
     chosen = None if families is None else list(families)
+    targets = list(targets)
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs == 0 or jobs < -1):
+        raise SpecError(f"`jobs` (={jobs!r}) must be a positive number of processes, -1 (every core) or None")
+    if jobs == 1 or len(targets) < 2:
+        return [_compared(t, chosen, progress) for t in targets]
+    from joblib import Parallel, delayed
+
+    run = Parallel(n_jobs=jobs, return_as="generator", batch_size="auto")
     comparisons = []
-    for target in targets:
-        comparisons.append(compare(target, families=chosen))
+    for c in run(delayed(compare)(t, families=chosen) for t in targets):
+        comparisons.append(c)
         if progress is not None:
             progress()
     return comparisons
+
+
+def _compared(target: Target, families: list[str] | None, progress: Callable[[], Any] | None) -> Comparison:
+    c = compare(target, families=families)
+    if progress is not None:
+        progress()
+    return c
 
 
 def sweep_document(comparisons: Iterable[Comparison]) -> list[dict[str, Any]]:

@@ -50,14 +50,19 @@ def sweep_cmd(
     fmt: Annotated[Format, typer.Option(
         "--format", "-f", help="csv or json (a table is not offered for a grid).")] = Format.csv,
     output: Output = None,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", help="Worker processes (joblib) \\[default: every core]; the rows are the serial run's, "
+                             "in order.")] = None,
 ) -> None:
     """Compare families over a grid of channels x kernels, one row per (channels, kernel, family).
 
-    Example: osc-design sweep --channels 64,128,256 --kernels 3,7 --output sweep.csv
+    Example: osc-design sweep --channels 64,128,256 --kernels 3,7 --jobs 4 --output sweep.csv
     """
     check_output(output)
     if fmt is Format.table:
         raise typer.BadParameter("use csv or json for a sweep", param_hint="'--format'")
+    if jobs is not None and jobs < 1:
+        raise typer.BadParameter(f"{jobs!r} is not a positive number of processes", param_hint="'--jobs'")
     cs, ks = _int_list(channels, "--channels"), _int_list(kernels, "--kernels")
     size = parse_pair(input_size, "--input-size") or (DEFAULT_INPUT, DEFAULT_INPUT)
     chosen = None if families is None else _families(families)
@@ -66,7 +71,7 @@ def sweep_cmd(
 
     advance, close = out.progress(len(targets), "sweeping")
     try:
-        comparisons = sweep_comparisons(targets, families=chosen, progress=advance)
+        comparisons = sweep_comparisons(targets, families=chosen, progress=advance, jobs=-1 if jobs is None else jobs)
     finally:
         close()
     out.emit_document(fmt, output, lambda: sweep_document(comparisons),

@@ -1,0 +1,32 @@
+"""``sweep(..., jobs=...)``: joblib processes and joblib's Dask backend give the serial rows, in order."""
+
+from __future__ import annotations
+
+import pytest
+
+from osc_design import Target, sweep
+from osc_design.errors import SpecError
+
+TARGETS = [Target(c, c, k, input_size=8) for c in (16, 24, 32) for k in (3, 5)]
+FAMILIES = ["conv", "depthwise-separable", "osc-2", "osc"]
+
+
+def test_processes_give_the_serial_rows_in_order():
+    serial = sweep(TARGETS, FAMILIES, jobs=1)
+    assert sweep(TARGETS, FAMILIES, jobs=2) == serial
+    assert [(r["channels"], r["kernel"]) for r in serial][::4] == [(t.in_channels, t.kernel_size[0]) for t in TARGETS]
+
+
+def test_dask_local_cluster_gives_the_serial_rows():
+    joblib = pytest.importorskip("joblib")
+    distributed = pytest.importorskip("distributed")
+    serial = sweep(TARGETS, FAMILIES, jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) \
+            as cluster, distributed.Client(cluster), joblib.parallel_backend("dask"):
+        assert sweep(TARGETS, FAMILIES) == serial
+
+
+@pytest.mark.parametrize("jobs", [0, -2, 1.5, True])
+def test_bad_jobs_refused(jobs):
+    with pytest.raises(SpecError, match="jobs"):
+        sweep(TARGETS, FAMILIES, jobs=jobs)
