@@ -120,7 +120,7 @@ class Search:
         # its cheapest last stage instead of generating the last layer
         self.gaps = space.gaps
         self.close = space.gaps and not space.partial and not space.square
-        self._closers: dict[tuple, tuple] = {}
+        self._closers: dict[tuple, tuple | None] = {}
         self._layers: list[Layer] = []
 
     # -- moves -------------------------------------------------------------------------------------
@@ -241,7 +241,8 @@ class Search:
                         unit = cout * combo.factor
                         # even the cheapest entry with the smallest fan-in and full reach cannot fit
                         best_case = cmin_key + fan0 * unit
-                        if best_case > ub_tol or (prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
+                        if best_case > ub_tol or (
+                                prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
                             continue
                         self._relax(key, entries, combo, fan, unit, out, prune)
 
@@ -293,7 +294,8 @@ class Search:
         key = (a, st, started)
         if key in self._closers:
             return self._closers[key]
-        ax, got = self.axes[a], None
+        ax = self.axes[a]
+        got: tuple | None = None
         for k in sorted(ax.ks(st, "pre")):
             for st2, d, pad, _ in ax.step(st, "pre", started, k):
                 if ax.covered_taps(st2, False) == ax.K:
