@@ -113,8 +113,9 @@ class Search:
         self.searched = 0
         self.state_dominance = space.dilated and space.objective == "params"
         # stages after the first are interchangeable in width: a state reached with fewer stages at no
-        # higher cost dominates the same state later (it has more stages left), unless N is fixed
-        self.across = not space.exact_n and isinstance(space.widths, (int, type(None)))
+        # higher cost dominates the same state later (it has more stages left), unless N is fixed (used
+        # with dilation, where it pays; the searched-state counts of the other spaces stay as they were)
+        self.across = space.dilated and not space.exact_n and isinstance(space.widths, (int, type(None)))
         # the reordered space (see :attr:`SearchSpace.gaps`): the C_in -> C_out stage may take any place
         # of the mixed-radix order; full coverage with rectangular kernels also closes each prefix with
         # its cheapest last stage instead of generating the last layer

@@ -262,6 +262,10 @@ class SearchSpace:
         k = "square kernels k x k" if self.square else "rectangular kernels kh x kw"
         d = ("dilations forming mixed-radix digits along the chain (each step <= footprint span + 1)"
              if self.dilated else "no dilation")
+        if self.gaps:
+            d = ("dilations forming mixed-radix digits in some order of the stages in which the C_in -> C_out stage "
+                 "may take any place (each step <= footprint span + 1 in that order, on both axes; so a dilated "
+                 "first stage's gaps may be filled by later stages)")
         s = "the stride on one searched stage (later taps spaced by the stride)" if self.strided else "no stride"
         cov = "full volumetric coverage" if self.lam >= 1.0 else f"at least {self.lam:.6g} of the volume covered"
         extra = ""
