@@ -2,8 +2,10 @@
 
 The same rows, totals and renderings as the PyTorch summary (:mod:`osc_design.networks.summary`:
 :class:`~osc_design.networks.summary.Summary`, table, JSON and CSV), for any ``.onnx`` file. Output
-shapes come from ONNX shape inference (``onnx.shape_inference.infer_shapes`` with data propagation)
-after the input's symbolic dimensions are fixed: the first one is the batch, the others must be
+shapes come from ONNX shape inference (``onnx.shape_inference.infer_shapes`` with data propagation,
+repeated while shape arithmetic -- ``Shape`` of a tensor of known shape, nodes of small constants -- is
+evaluated into constants with ``onnx.reference``: such nodes get no row) after the input's symbolic
+dimensions are fixed: the first one is the batch, the others must be
 fixed in the file or given as ``input_size`` (one sample, without the batch). Only the ``onnx``
 package is needed (no onnxruntime, no torch).
 
@@ -29,8 +31,8 @@ activations, others     0 (element-wise ``Add``, ``Mul``, ... named, with their 
 as weights: ``Conv``/``ConvTranspose`` weight and bias, ``Gemm`` ``B`` and ``C``, a constant operand
 of ``MatMul``, a normalisation's scale and shift (not ``BatchNormalization``'s running mean and
 variance: buffers in PyTorch), ``PRelu``'s slope. Shape constants, indices, pads and the scalars
-of element-wise ops are not parameters. Each constant counts once (at its first reader), so the
-total is the sum over rows.
+of element-wise ops are not parameters. Each constant of the file counts once (at its first reader,
+also when others read it through an ``Identity``), so the total is the sum over rows.
 
 Differences from onnx-tool (``onnx_tool.Model(...).graph.profile()``), on the same file:
 
@@ -40,7 +42,15 @@ Differences from onnx-tool (``onnx_tool.Model(...).graph.profile()``), on the sa
 * onnx-tool adds one MAC per output element for a bias (``Conv`` with three inputs, ``Gemm`` with
   ``C``), and counts element-wise work as MACs (``BatchNormalization``, ``Relu``, ``Add``, pools,
   ``Softmax``...: one or more per element), where this summary counts multiply-accumulates of
-  products only (0 for those, like the PyTorch summary and FlopCounterMode).
+  products only (0 for those, like the PyTorch summary and FlopCounterMode);
+* onnx-tool gives shape arithmetic (``Shape`` -> ``Gather`` -> ``Div`` -> ``Reshape`` chains of a
+  traced ``view``) rows and a few MACs; here it is evaluated into constants (no row, no MACs);
+* onnx-tool counts a weight shared through an ``Identity`` at the ``Identity``; here at the node
+  that uses it (the totals agree).
+
+Against the PyTorch summary of the model the file was exported from: ``torch.onnx.export`` in eval
+mode folds each batch norm into the conv before it (the conv gains a bias of ``C``, the norm's ``2C``
+scale and shift vanish, so ONNX params are ``C`` fewer per folded norm, and its row is gone).
 """
 
 from __future__ import annotations
@@ -139,19 +149,85 @@ def _shapes(model: Any) -> dict[str, tuple[int, ...] | None]:
     return out
 
 
-def _constants(model: Any) -> dict[str, tuple[tuple[int, ...], bool]]:
-    """Constant tensor name -> (shape, floating point): initializers and ``Constant`` node outputs."""
+def _constants(model: Any) -> dict[str, tuple[tuple[int, ...], bool, np.ndarray | None]]:
+    """Constant tensor name -> (shape, floating point, value of a ``Constant`` node): initializers and
+    ``Constant`` node outputs."""
     from onnx import TensorProto, helper, numpy_helper
 
     floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
-    out = {t.name: (tuple(int(d) for d in t.dims), t.data_type in floats) for t in model.graph.initializer}
+    out: dict[str, tuple[tuple[int, ...], bool, np.ndarray | None]] = {
+        t.name: (tuple(int(d) for d in t.dims), t.data_type in floats, None) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
                 if attr.name == "value":
                     a = numpy_helper.to_array(helper.get_attribute_value(attr))
-                    out[node.output[0]] = (tuple(a.shape), np.issubdtype(a.dtype, np.floating))
+                    out[node.output[0]] = (tuple(a.shape), bool(np.issubdtype(a.dtype, np.floating)), a)
     return out
+
+
+_FOLD_LIMIT = 1 << 16
+"""Constant subgraphs are evaluated only while their inputs hold at most this many elements (shape arithmetic,
+a shared weight's ``Identity``), never the model's real computation."""
+
+
+def _const_value(node: Any, shapes: dict[str, tuple[int, ...] | None],
+                 constants: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+    """The outputs of ``node`` when they are known without running the model: ``Shape`` of a tensor of known
+    shape, or a node whose inputs are all small constants (evaluated by ``onnx.reference``)."""
+    if node.op_type == "Shape":
+        shape = shapes.get(node.input[0])
+        if shape is None:
+            return None
+        attrs = {a.name: a.i for a in node.attribute}
+        return [np.asarray(shape[attrs.get("start", 0):attrs.get("end", len(shape))], dtype=np.int64)]
+    inputs = [i for i in node.input if i]
+    if node.op_type in ("Constant", "RandomNormal", "RandomUniform") or not inputs or any(
+            i not in constants or constants[i].size > _FOLD_LIMIT for i in inputs):
+        return None
+    from onnx.reference import ReferenceEvaluator
+
+    return [np.asarray(v) for v in ReferenceEvaluator(node).run(None, {i: constants[i] for i in inputs})]
+
+
+def _propagate(model: Any) -> tuple[Any, dict[str, str]]:
+    """ONNX shape inference, with shape arithmetic evaluated: until nothing changes, every node whose outputs
+    are known constants (:func:`_const_value`) is replaced by initializers, and shapes are inferred again.
+    Also returns the folded ``Identity`` s of constants: output -> the constant it repeats.
+
+    Exporters compute reshape targets and pads from ``Shape`` (efficientnet-pytorch's "same" padding, a
+    channel shuffle's ``view``), which ``infer_shapes`` alone leaves unknown downstream."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    aliases: dict[str, str] = {}
+    for _ in range(len(model.graph.node)):
+        shapes = _shapes(inferred)
+        constants = {t.name: numpy_helper.to_array(t) for t in inferred.graph.initializer}
+        constants.update({name: v for name, (_, _, v) in _constants(inferred).items() if v is not None})
+        kept, folded = [], []
+        for node in inferred.graph.node:
+            values = _const_value(node, shapes, constants)
+            if values is None:
+                kept.append(node)
+            else:  # initializers precede every node: the order stays valid
+                folded += [numpy_helper.from_array(v, o) for o, v in zip(node.output, values, strict=True)]
+                constants.update(zip(node.output, values, strict=True))
+                if node.op_type == "Identity":  # a shared constant (exporters deduplicate equal weights so)
+                    aliases[node.output[0]] = aliases.get(node.input[0], node.input[0])
+        if not folded:
+            return inferred, aliases
+        graph = inferred.graph
+        del graph.node[:]
+        graph.node.extend(kept)
+        graph.initializer.extend(folded)
+        done = {t.name for t in graph.initializer}
+        keep_info = [vi for vi in graph.value_info if vi.name not in done]
+        del graph.value_info[:]
+        graph.value_info.extend(keep_info)
+        inferred = onnx.shape_inference.infer_shapes(inferred, strict_mode=False, data_prop=True)
+    return inferred, aliases
 
 
 def _numel(shape: tuple[int, ...] | None) -> int:
@@ -198,7 +274,7 @@ def summary_onnx(model: Any, *, batch: int = 1, input_size: tuple[int, ...] | No
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
     full = _fix_input(copy, batch, None if input_size is None else tuple(input_size))
-    inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=False, data_prop=True)
+    inferred, aliases = _propagate(copy)
     shapes, constants = _shapes(inferred), _constants(inferred)
     counted: set[str] = set()
     rows = []
@@ -208,8 +284,8 @@ def summary_onnx(model: Any, *, batch: int = 1, input_size: tuple[int, ...] | No
         own = 0
         for slot in _PARAM_INPUTS.get(node.op_type, ()):
             tensor = node.input[slot] if slot < len(node.input) else ""
-            if tensor in constants and constants[tensor][1] and tensor not in counted:
-                counted.add(tensor)
+            if tensor in constants and constants[tensor][1] and aliases.get(tensor, tensor) not in counted:
+                counted.add(aliases.get(tensor, tensor))
                 own += _numel(constants[tensor][0])
         out = shapes.get(node.output[0]) if node.output else None
         rows.append(SummaryRow(node.name or f"{node.op_type}_{k}", node.op_type, KIND_OF.get(node.op_type, "other"),
