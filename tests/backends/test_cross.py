@@ -117,7 +117,7 @@ def test_input_size_resolution():
 def test_get_backend_and_available_backends():
     assert get_backend("torch") is tb.BACKEND and tb.BACKEND.layout == "NCHW"
     assert get_backend("jax") is jb.BACKEND and jb.BACKEND.layout == "NHWC"
-    assert available_backends() == ["torch", "jax"]
+    assert available_backends() == ["torch", "jax", "onnxruntime"]
     with pytest.raises(UnknownBackendError, match="expected one of torch, jax"):
         get_backend("tensorflow")
 
