@@ -54,7 +54,7 @@ from ..errors import SpecError, check_type
 from ..geometry import conv_output_pair
 from ..ops import BatchNorm, ChannelShuffle, Conv2d, Permute
 from ..spec import LayerSpec, Pair
-from .program import Step, op_of, program, resolve_input_size
+from .program import Step, program, resolve_input_size
 from .report import Check
 
 __all__ = [
@@ -88,7 +88,7 @@ BN_EPSILON = 1e-5
 
 
 def _shuffle_perm(channels: int, groups: int) -> np.ndarray:
-    """Output channel ``j`` of a shuffle is input ``perm[j]`` (see :func:`osc_design.backends.torch.channel_shuffle`)."""
+    """Output channel ``j`` of a shuffle is input ``perm[j]`` (as :func:`osc_design.backends.torch.channel_shuffle`)."""
     j = np.arange(channels)
     return (j % groups) * (channels // groups) + j // groups
 
@@ -213,7 +213,8 @@ class GraphBuilder:
     def shape(self, step: Step) -> tuple[int, int, int]:
         """``(C, H, W)`` of the step's (first) input."""
         src = step.node.inputs[0]
-        return (self.spec.channels(src), *self.sizes[src])  # type: ignore[return-value]
+        h, w = self.sizes[src]
+        return self.spec.channels(src), h, w
 
 
 def _conv(g: GraphBuilder, step: Step, folds: list[Fold]) -> None:
@@ -265,7 +266,7 @@ def _shift(g: GraphBuilder, step: Step, folds: list[Fold]) -> None:
     g.add("Pad", [*g.ins(step), g.ints(f"{step.name}.pads", [0, 0, dy, dx, 0, 0, -dy, -dx])], step.name, step.name)
 
 
-OPS: dict[str, Callable[[GraphBuilder, Step, list[Fold]], None]] = {
+OPS: dict[str, Callable[[GraphBuilder, Step, list[Fold]], Any]] = {
     "conv2d": _conv,
     "batch_norm": _batch_norm,
     "channel_shuffle": _shuffle,
@@ -277,6 +278,14 @@ OPS: dict[str, Callable[[GraphBuilder, Step, list[Fold]], None]] = {
     "identity": lambda g, step, folds: g.add("Identity", g.ins(step), step.name, step.name),
 }
 """Op name -> ``emit(graph, step, folds)``: appends the nodes computing ``step`` (``folds``: those of a conv)."""
+
+
+def _emitter(step: Step) -> Callable[[GraphBuilder, Step, list[Fold]], Any]:
+    """The :data:`OPS` entry of ``step``'s op; :class:`~osc_design.SpecError` when it has none."""
+    try:
+        return OPS[step.op]
+    except KeyError:
+        raise SpecError(f"node {step.node.id!r}: op {step.op!r} has no ONNX implementation") from None
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -366,12 +375,11 @@ def to_onnx(  # long: one straight walk over the program, folding and metadata
         by_conv.setdefault(f.conv, []).append(f)
     g.names[prog.input] = INPUT
     for step in prog.steps:
-        f = folds.get(step.node.id)
-        if f is not None:  # the op disappears: its name points at its input (folded into the conv before or after)
+        if step.node.id in folds:  # folded: its name points at its input
             g.names[step.name] = g.names[step.inputs[0]]
             continue
         g.names[step.name] = step.name
-        op_of(OPS, step, "ONNX")(g, step, by_conv.get(step.node.id, []))
+        _emitter(step)(g, step, by_conv.get(step.node.id, []))
     t = spec.target
     out_size = spec.spatial_sizes(size)[spec.output]
     c = cost(spec, size)
@@ -408,7 +416,7 @@ def node_model(spec: LayerSpec, node_id: str, seed: int = 0, batch: int | None =
     inputs = [_value_info(f"in{k}", spec.channels(i), sizes[i], batch) for k, i in enumerate(node.inputs)]
     step = Step(node, step.name, tuple(f"in{k}" for k in range(len(node.inputs))))
     g.names.update({v.name: v.name for v in inputs})
-    op_of(OPS, step, "ONNX")(g, step, [])
+    _emitter(step)(g, step, [])
     return _finish(g, step.name, inputs, [_value_info(OUTPUT, spec.channels(node_id), sizes[node_id], batch)], "node")
 
 
@@ -632,7 +640,7 @@ class OnnxBackend:
             Check(NAME, "params", "sum of the weight initializers (conv weight and bias, batch-norm scale and shift)",
                   c.total_params, s.params, s.params == c.total_params),
             Check(NAME, "macs", "Conv nodes: output elements x C_in/groups x kernel taps (shape inference)",
-                  batch * c.macs, conv_macs, conv_macs == batch * c.macs),
+                  batch * c.macs, conv_macs, conv_macs == batch * c.macs),  # type: ignore[operator]
             Check(NAME, "output_shape", "NCHW, as Conv2d of the target", ref, tuple(y.shape), tuple(y.shape) == ref),
         ]
         ty = _torch_output(spec, m.weights, x)

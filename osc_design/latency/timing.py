@@ -132,7 +132,8 @@ class Context:
 
     def __post_init__(self) -> None:
         if self.backend not in LATENCY_BACKENDS:
-            raise UnknownBackendError(f"unknown backend {self.backend!r}; expected one of {', '.join(LATENCY_BACKENDS)}")
+            raise UnknownBackendError(f"unknown backend {self.backend!r}; expected one of "
+                                      f"{', '.join(LATENCY_BACKENDS)}")
         if self.device not in DEVICES:
             raise SpecError(f"`device` (={self.device!r}) must be one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
