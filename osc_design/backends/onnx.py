@@ -583,10 +583,14 @@ class OnnxTimer:
 
 def _torch_output(spec: LayerSpec, weights: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray) -> np.ndarray | None:
     """The PyTorch module's output with the same weights, or ``None`` when torch is not installed."""
+    from . import BackendUnavailableError, get_backend
+
     try:
-        from . import torch as tb
-    except ImportError:
+        get_backend("torch")
+    except BackendUnavailableError:
         return None
+    from . import torch as tb
+
     module = tb.build_module(spec)
     tb.set_weights(module, spec, weights)
     return tb.BACKEND.run(module, x)
