@@ -225,7 +225,8 @@ def _backend_of(module: Any) -> Backend:
     for name, (requires, _) in _REGISTRY.items():
         if all(sys.modules.get(m) is not None for m in requires) and get_backend(name).owns(module):
             return get_backend(name)
-    raise UnknownBackendError(f"{type(module).__name__} is neither a torch.nn.Module, a flax.nnx.Module nor an OnnxModule")
+    raise UnknownBackendError(f"{type(module).__name__} is neither a torch.nn.Module, a flax.nnx.Module "
+                              "nor an OnnxModule")
 
 
 def usable_cpus() -> int:

@@ -557,7 +557,7 @@ class OnnxTimer:
 
     def _call(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
         sess = session(model, threads=self.threads, device=self.device)
-        return lambda: sess.run(None, feeds)
+        return lambda: sess.run(None, feeds)[0]
 
     def module_call(self, spec: LayerSpec, module: Any = None, seed: int = 0) -> Callable[[], Any]:
         """The session of ``spec``'s unfolded model (or of ``module``: an :class:`OnnxModule` or ``ModelProto``)."""
