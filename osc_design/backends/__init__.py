@@ -8,7 +8,11 @@ name       module                                builds                         
 =========  ====================================  =============================  ===================
 ``torch``  :mod:`osc_design.backends.torch`      ``torch.nn.Module``, NCHW      ``osc-design[torch]``
 ``jax``    :mod:`osc_design.backends.jax`        Flax NNX module, NHWC          ``osc-design[jax]``
+``onnx…``  :mod:`osc_design.backends.onnx`       ONNX graph run by onnxruntime  ``osc-design[onnx]``
 =========  ====================================  =============================  ===================
+
+(``onnx…`` is ``onnxruntime``: the ONNX graph is built with the ``onnx`` package alone, see
+:func:`osc_design.backends.onnx.to_onnx`; onnxruntime runs and times it.)
 
 Layout of the package
 ---------------------
@@ -35,8 +39,13 @@ line of ``_REGISTRY`` below.
   per output of each depthwise 1x1 conv XLA computes as a multiply: :func:`osc_design.cost.xla_multiplies`;
   ``lower().cost_analysis()``, before that rewrite, against ``Cost.xla_flops_unoptimized``) and the output
   shape (against a plain ``lax.conv_general_dilated`` of the target);
-* both: with ``backend="all"`` and both frameworks present, the two modules are loaded with the same
-  weights (:func:`random_weights`) and their outputs compared (:func:`cross_check`).
+* ``onnxruntime``: the full ONNX checker, parameters (the weight initializers: conv weight and bias,
+  batch-norm scale and shift; not the running statistics, shapes or indices), MACs of the graph's
+  ``Conv`` nodes at the shapes of ONNX shape inference (expected ``macs``), the output shape, and the
+  outputs against the PyTorch module with the same weights (relative error ``max|diff| / max|y|``
+  within 1e-5; when torch is installed);
+* all: with ``backend="all"`` and several frameworks present, the modules are loaded with the same
+  weights (:func:`random_weights`) and the outputs of each compared with the first's (:func:`cross_check`).
 
 Counts are for a batch of ``batch`` samples (closed forms are per sample and scaled by ``batch``).
 
@@ -89,8 +98,12 @@ __all__ = [
 _REGISTRY: dict[str, tuple[tuple[str, ...], str]] = {
     "torch": (("torch",), "PyTorch"),
     "jax": (("jax", "flax"), "JAX and Flax"),
+    "onnxruntime": (("onnx", "onnxruntime"), "onnx and onnxruntime"),
 }
-"""Backend name -> (the modules it imports, the framework's name); its module is ``osc_design.backends.<name>``."""
+"""Backend name -> (the modules it imports, the framework's name); its module is ``osc_design.backends.<name>``
+(``osc_design.backends.onnx`` for ``onnxruntime``: :data:`_MODULES`)."""
+_MODULES = {"onnxruntime": "onnx"}
+_EXTRAS = {"onnxruntime": "onnx"}
 
 BACKENDS = tuple(_REGISTRY)
 """Backend names, in display order."""
@@ -188,9 +201,9 @@ def get_backend(name: str) -> Backend:
     except ImportError as exc:
         raise BackendUnavailableError(
             f"the {name!r} backend needs {framework}, which cannot be imported ({exc}); "
-            f"install it with: pip install 'osc-design[{name}]'"
+            f"install it with: pip install 'osc-design[{_EXTRAS.get(name, name)}]'"
         ) from exc
-    backend: Backend = importlib.import_module(f"osc_design.backends.{name}").BACKEND
+    backend: Backend = importlib.import_module(f"osc_design.backends.{_MODULES.get(name, name)}").BACKEND
     return backend
 
 
@@ -212,7 +225,8 @@ def _backend_of(module: Any) -> Backend:
     for name, (requires, _) in _REGISTRY.items():
         if all(sys.modules.get(m) is not None for m in requires) and get_backend(name).owns(module):
             return get_backend(name)
-    raise UnknownBackendError(f"{type(module).__name__} is neither a torch.nn.Module nor a flax.nnx.Module")
+    raise UnknownBackendError(f"{type(module).__name__} is neither a torch.nn.Module, a flax.nnx.Module "
+                              "nor an OnnxModule")
 
 
 def usable_cpus() -> int:
@@ -299,7 +313,7 @@ def _cross_row(spec: LayerSpec, size: Pair, batch: int, seed: int, a: Backend, b
 
 def verify(
     spec: LayerSpec,
-    backend: Literal["torch", "jax", "all"] = "all",
+    backend: Literal["torch", "jax", "onnxruntime", "all"] = "all",
     input_size: int | Pair | None = None,
     batch: int = 1,
     *,
@@ -313,8 +327,8 @@ def verify(
     spec:
         The design.
     backend:
-        ``"torch"``, ``"jax"``, or ``"all"`` (every installed backend; missing ones are listed in
-        ``skipped``; with both present the outputs are also cross-checked).
+        ``"torch"``, ``"jax"``, ``"onnxruntime"``, or ``"all"`` (every installed backend; missing ones are
+        listed in ``skipped``; with several present the outputs are also cross-checked).
     input_size:
         Used when the target has no input size (see the module docstring for the default).
     batch:
@@ -341,7 +355,7 @@ def verify(
     if backend != "all":
         _check_name(backend, "backend")
     elif module is not None:
-        raise SpecError("`module` needs a single backend ('torch' or 'jax'), not 'all'")
+        raise SpecError("`module` needs a single backend ('torch', 'jax' or 'onnxruntime'), not 'all'")
     size = resolve_input_size(spec, input_size)
     batch = _check_batch(batch)
     ran, skipped = _load(BACKENDS if backend == "all" else (backend,), strict=backend != "all")

@@ -35,6 +35,8 @@ __all__ = ["CLASS_NAME", "export_source", "backend_source"]
 
 CLASS_NAME = "OscDesign"
 """Default class name of exported modules."""
+SOURCE_TARGETS = ("torch", "jax")
+"""The backends whose modules are exported as Python source (ONNX is a binary model: :mod:`.onnx`)."""
 
 
 # ------------------------------------------------------------------------------------------ backends' source
@@ -242,11 +244,10 @@ def export_source(
         constants ``FAMILY``, ``TARGET``, ``INPUT_SIZE``, ``COST``, ``LAYOUT`` (and ``PERMS``); the helpers;
         and the class, with one line per graph node in its forward pass.
     """
-    from . import BACKENDS
-
     check_type(spec, LayerSpec, "spec")
-    if not isinstance(to, str) or to not in BACKENDS:
-        raise UnknownBackendError(f"`to`: unknown export target {to!r}; expected one of {', '.join(BACKENDS)}")
+    if not isinstance(to, str) or to not in SOURCE_TARGETS:
+        raise UnknownBackendError(f"`to`: unknown export target {to!r}; expected one of {', '.join(SOURCE_TARGETS)} "
+                                  "(ONNX models: osc_design.backends.onnx.to_onnx)")
     if not isinstance(class_name, str) or not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise SpecError(f"`class_name` (={class_name!r}) must be a Python identifier")
     if class_name in RESERVED_NAMES or class_name in python_names(spec).values():

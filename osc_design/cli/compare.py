@@ -49,6 +49,10 @@ def check_device(backend: LatencyBackend, device: Device) -> None:
         import torch
 
         seen = torch.cuda.is_available()
+    elif backend is LatencyBackend.onnxruntime:
+        import onnxruntime
+
+        seen = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     else:
         import jax
 

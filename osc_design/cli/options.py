@@ -112,6 +112,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 class LatencyBackend(str, Enum):
     torch = "torch"
     jax = "jax"
+    onnxruntime = "onnxruntime"
 
 
 LatBackend = Annotated[LatencyBackend | None, typer.Option(

@@ -18,12 +18,14 @@ class BackendChoice(str, Enum):
     none = "none"
     torch = "torch"
     jax = "jax"
+    onnxruntime = "onnxruntime"
     all = "all"
 
 
 class ExportTarget(str, Enum):
     torch = "torch"
     jax = "jax"
+    onnx = "onnx"
 
 
 def _load_spec(path: Path) -> Any:
@@ -101,6 +103,20 @@ def verify_cmd(
             f"{ch.backend} {ch.quantity} expected {ch.expected}, measured {ch.measured}" for ch in report.failures))
 
 
+def _export_onnx(spec: Any, graph_name: str, output: Path | None) -> None:
+    """``export --to onnx``: the checked ONNX model of ``spec`` written to ``output``."""
+    if output is None:
+        raise typer.BadParameter("an ONNX model is a binary file: give --output FILE", param_hint="'--output'")
+    try:
+        from ..backends.onnx import export_onnx
+    except ImportError as exc:
+        from ..errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"--to onnx needs the onnx package, which cannot be imported ({exc}); "
+                                      "install it with: pip install 'osc-design[onnx]'") from exc
+    export_onnx(spec, output, graph_name=graph_name)
+
+
 @app.command("export")
 def export_cmd(
     spec_file: SpecArg,
@@ -109,12 +125,20 @@ def export_cmd(
     class_name: Annotated[str, typer.Option("--class-name", help="Name of the generated class.")] = "OscDesign",
     output: Output = None,
 ) -> None:
-    """Write a standalone PyTorch or JAX (Flax NNX) module for a spec file (no osc-design needed to run it).
+    """Write a standalone PyTorch or JAX (Flax NNX) module, or an ONNX model, for a spec file (no osc-design
+    needed to run it).
 
-    Example: osc-design export design.json --to torch --output design_torch.py
+    --to onnx writes a binary .onnx file (opset 17, random weights, shuffles folded into adjacent dense
+    convs), so it needs --output.
+
+    Examples: osc-design export design.json --to torch --output design_torch.py;
+    osc-design export design.json --to onnx -o design.onnx
     """
     check_output(output)
     spec = _load_spec(spec_file)
+    if to is ExportTarget.onnx:
+        _export_onnx(spec, class_name, output)
+        return
     from ..backends.export import export_source
 
     try:

@@ -35,6 +35,27 @@ def _model(name: str | None, model_ref: str | None, input_size: str | None) -> t
                                  param_hint="'NAME'") from None
 
 
+def _onnx_summary(path: str, input_size: str | None, batch: int) -> Any:
+    """``summary FILE.onnx``: the ONNX summary (a missing file, an unreadable model or an input that cannot be
+    fixed is invalid input)."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise typer.BadParameter(f"{path!r} is not a readable file", param_hint="'NAME'")
+    try:
+        from ..networks.onnx_summary import summary_onnx
+    except ImportError:  # pragma: no cover - osc-design[onnx] not installed
+        raise typer.BadParameter(f"{path!r}: an ONNX summary needs the onnx package: pip install 'osc-design[onnx]'",
+                                 param_hint="'NAME'") from None
+    try:
+        return summary_onnx(path, batch=batch, input_size=parse_shape(input_size))
+    except ValueError as e:
+        raise typer.BadParameter(f"{path}: {e}", param_hint="'--input-size'") from None
+    except Exception as e:  # onnx cannot parse or infer the file
+        raise typer.BadParameter(f"{path}: not a model onnx can read ({type(e).__name__}: {e})",
+                                 param_hint="'NAME'") from None
+
+
 def _table(s: Any) -> Any:
     from rich.table import Table
 
@@ -63,17 +84,25 @@ def summary_cmd(
     fmt: FormatOpt = Format.table,
     output: Output = None,
 ) -> None:
-    """Summarise a PyTorch model: one row per leaf module with params, MACs, FLOPs and output size.
+    """Summarise a PyTorch model, or an ONNX file: one row per leaf module (computing node) with params, MACs,
+    FLOPs and output size.
 
     MACs count every output position (padding included) and no bias; FLOPs = 2 x MACs; norms,
-    pooling and activations count no MACs (README: summary conventions).
+    pooling and activations count no MACs (README: summary conventions). NAME may be a .onnx file
+    (shapes from ONNX shape inference; --input-size fixes symbolic dimensions of one sample).
 
-    Examples: osc-design summary resnet18; osc-design summary --model path/to/net.py:make_net -i 3x64x64 -f csv
+    Examples: osc-design summary resnet18; osc-design summary --model path/to/net.py:make_net -i 3x64x64 -f csv;
+    osc-design summary design.onnx -f json
     """
     from ..networks.summary import summary
 
     check_output(output)
     one_source(name, model_ref, input_size)
+    if name is not None and model_ref is None and name.lower().endswith(".onnx"):
+        result = _onnx_summary(name, input_size, batch)
+        if not out.emit_document(fmt, output, result.to_dict, result.table_rows):
+            out.emit(out.render(_table(result), output=output), output)
+        return
     network, model, shape = _model(name, model_ref, input_size)
     try:
         result = summary(model, shape, batch=batch, name=network)

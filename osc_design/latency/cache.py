@@ -99,7 +99,7 @@ class TableKey:
     def of(cls, ctx: Context, version: str | None = None) -> TableKey:
         """The table of a context in this process (``version``: the installed framework's, read from
         package metadata; the allocator mode: :func:`~osc_design.latency.timing.allocator_mode`)."""
-        return cls(ctx.backend, backend_version(ctx.backend) if version is None else version, ctx.device,
+        return cls(ctx.backend, backend_version(ctx.backend, ctx.device) if version is None else version, ctx.device,
                    ctx.dtype, ctx.batch, ctx.threads, allocator_mode())
 
     @property

@@ -21,7 +21,9 @@ latency of a module with no op, the ``call()`` pseudo-op, timed like an op):
   the start of XLA's intra-op thread pool (about 0.1 ms on a busy 2-core CPU), which a program pays
   once. With ``b`` the isolated latency of a tiny conv (``8 -> 8``, ``1 x 1`` at ``1 x 1``, the
   ``conv-baseline()`` term), the prediction is ``b + sum_convs max(t_i - b, 0) + sum_others
-  max(t_j - c, 0)`` (``c + sum_j max(t_j - c, 0)`` without convs).
+  max(t_j - c, 0)`` (``c + sum_j max(t_j - c, 0)`` without convs);
+* onnxruntime (one ``InferenceSession`` per module): each op timed in isolation paid one session
+  call, which the module pays once: ``c + sum_i max(t_i - c, 0)``.
 
 Each term is the op's median (or, with ``statistic="min"``, its fastest call). The spread of a
 prediction is the square root of the sum of the squared spreads (interquartile ranges) of its terms.
@@ -226,7 +228,7 @@ class LatencyModel:
 
     Parameters
     ----------
-    backend : {"torch", "jax"}
+    backend : {"torch", "jax", "onnxruntime"}
     device : {"cpu", "cuda"}
     batch : int
         Samples per call.
@@ -479,6 +481,8 @@ class LatencyModel:
             base = max(terms[1].seconds, c) if has_base else c
             seconds = base + sum(max(o.seconds - (base if o.op is not None and o.op.kind == "conv2d" else c), 0.0)
                                  for o in ops)
+        elif self.context.backend == "onnxruntime":  # each isolated op paid a session call; the module pays one
+            seconds = c + sum(max(o.seconds - c, 0.0) for o in terms[1:])
         else:
             seconds = c + sum(o.seconds for o in terms[1:])
         spread = math.sqrt(sum(o.spread ** 2 for o in terms))
@@ -545,7 +549,7 @@ def measure(spec: LayerSpec, backend: str = "torch", batch: int = 8, *, device: 
     ----------
     spec : LayerSpec
         The design; its target needs an ``input_size``.
-    backend : {"torch", "jax"}
+    backend : {"torch", "jax", "onnxruntime"}
     batch : int
         Samples per call.
     device, dtype, threads

@@ -321,7 +321,7 @@ def solve_latency(target: Target, backend: str = "torch", device: str = "cpu", b
     ----------
     target : Target
         The convolution to replace; needs an ``input_size``.
-    backend : {"torch", "jax"}
+    backend : {"torch", "jax", "onnxruntime"}
     device : {"cpu", "cuda"}
     batch : int
         Samples per call.

@@ -35,6 +35,9 @@ PyTorch runs under ``torch.no_grad`` with ``torch.set_num_threads(threads)`` (re
 modules in eval mode. JAX runs each op, and each whole module, as one ``jax.jit`` function with the
 module's state (its weights) as an argument; XLA's CPU thread pool is fixed at process start (one
 thread per usable core), so the thread count of a JAX table is the number of usable cores.
+onnxruntime runs each op, and each whole module, as one ``InferenceSession`` (sequential execution,
+``threads`` intra-op threads, one inter-op thread, every graph optimisation on) of the ONNX graph of
+:mod:`osc_design.backends.onnx`, unfolded (a module runs the ops its prediction adds up), float32 only.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops",
            "measure_spec", "measure_specs", "backend_version", "allocator_mode", "steady_allocator",
-           "STEADY_MALLOC_ENV", "DTYPES", "DEVICES"]
+           "STEADY_MALLOC_ENV", "DTYPES", "DEVICES", "LATENCY_BACKENDS"]
 
+LATENCY_BACKENDS = ("torch", "jax", "onnxruntime")
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("cpu", "cuda")
 STEADY_MALLOC_ENV = "OSC_DESIGN_STEADY_MALLOC"
@@ -127,8 +131,9 @@ class Context:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.backend not in ("torch", "jax"):
-            raise UnknownBackendError(f"unknown backend {self.backend!r}; expected one of torch, jax")
+        if self.backend not in LATENCY_BACKENDS:
+            raise UnknownBackendError(f"unknown backend {self.backend!r}; expected one of "
+                                      f"{', '.join(LATENCY_BACKENDS)}")
         if self.device not in DEVICES:
             raise SpecError(f"`device` (={self.device!r}) must be one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
@@ -139,19 +144,24 @@ class Context:
                 raise SpecError(f"`{name}` (={v!r}) must be a positive integer")
 
 
-def backend_version(backend: str) -> str:
+def backend_version(backend: str, device: str = "cpu") -> str:
     """The installed framework version, read from package metadata (nothing is imported).
 
-    ``torch``: the torch version; ``jax``: ``jax <v>/jaxlib <v>`` (both decide XLA's kernels).
+    ``torch``: the torch version; ``jax``: ``jax <v>/jaxlib <v>`` (both decide XLA's kernels);
+    ``onnxruntime``: ``<v>/<execution provider>`` (``CPUExecutionProvider`` on ``cpu``,
+    ``CUDAExecutionProvider`` on ``cuda``).
     """
     try:
         if backend == "torch":
             return importlib.metadata.version("torch")
         if backend == "jax":
             return f"{importlib.metadata.version('jax')}/jaxlib {importlib.metadata.version('jaxlib')}"
+        if backend == "onnxruntime":
+            provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+            return f"{importlib.metadata.version('onnxruntime')}/{provider}"
     except importlib.metadata.PackageNotFoundError:
         return "not-installed"
-    raise UnknownBackendError(f"unknown backend {backend!r}; expected one of torch, jax")
+    raise UnknownBackendError(f"unknown backend {backend!r}; expected one of {', '.join(LATENCY_BACKENDS)}")
 
 
 def _glibc() -> Any:

@@ -234,8 +234,13 @@ def _run(model: torch.nn.Module, shape: tuple[int, ...], device: Any, watch: dic
     return seen
 
 
-def summary(model: torch.nn.Module, input_size: tuple[int, ...], *, batch: int = 1, name: str | None = None) -> Summary:
+def summary(model: torch.nn.Module | Any, input_size: tuple[int, ...] | None = None, *, batch: int = 1,
+            name: str | None = None) -> Summary:
     """Summarise ``model`` on one input of shape ``input_size`` (one sample, without the batch: ``(3, 224, 224)``).
+
+    ``model`` may also be an ONNX model (a path to an ``.onnx`` file or an ``onnx.ModelProto``):
+    :func:`osc_design.networks.onnx_summary.summary_onnx`, whose ``input_size`` is needed only for
+    symbolic dimensions.
 
     Rows: every leaf module and every module with parameters of its own, in the order of their first
     call (those never called last, with ``calls`` 0). Counts follow the module docstring's conventions;
@@ -250,8 +255,16 @@ def summary(model: torch.nn.Module, input_size: tuple[int, ...], *, batch: int =
     >>> s
     Summary(Sequential @ 1x3x32x32: 6 modules, 330 params, 221,264 MACs)
     """
+    import os
+
+    if isinstance(model, (str, os.PathLike)) or type(model).__name__ == "ModelProto":
+        from .onnx_summary import summary_onnx
+
+        return summary_onnx(model, batch=batch, input_size=input_size, name=name)
     import torch
 
+    if input_size is None:
+        raise ValueError("input_size (one sample, e.g. (3, 224, 224)) is needed to summarise a PyTorch model")
     shape = tuple(input_size)
     if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(f"input_size must be a non-empty tuple of positive integers, got {input_size!r}")

@@ -70,7 +70,7 @@ def test_unknown_backend():
 
 
 def test_backends_namespace():
-    assert backends.BACKENDS == ("torch", "jax")
+    assert backends.BACKENDS == ("torch", "jax", "onnxruntime")
     assert set(backends.__all__) >= {"get_backend", "available_backends", "verify", "export_source", "cross_check",
                                      "Backend"}
 
