@@ -77,11 +77,12 @@ def test_copy_weights_rejects_other_objects():
         copy_weights(object(), object(), case("rect-even"))
 
 
-def test_verify_all_runs_both_backends_and_cross_checks():
+def test_verify_all_runs_every_backend_and_cross_checks():
     spec = case("shift-add")
     report = verify(spec, "all", batch=2)
     assert report.ok, str(report)
-    assert [c.backend for c in report.checks] == ["torch"] * 3 + ["jax"] * 4 + ["torch+jax"]
+    assert [c.backend for c in report.checks] == (["torch"] * 3 + ["jax"] * 4 + ["onnxruntime"] * 5
+                                                  + ["torch+jax", "torch+onnxruntime"])
     assert report.input_size == (16, 16)  # max(16, 2 * 5)
     assert report.skipped == {}
     text = str(report)

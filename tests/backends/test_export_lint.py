@@ -13,7 +13,7 @@ import typing
 import pytest
 from backend_cases import CASES, FAMILY_TARGETS, build_family, case, load_export
 from pyflakes.checker import Checker
-from requested import requested_backends
+from requested import requested_source_backends
 
 from osc_design.backends import export_source
 from osc_design.registry import family_ids
@@ -54,7 +54,7 @@ def annotated(module):
             yield from (f for f in vars(value).values() if inspect.isfunction(f))
 
 
-@pytest.mark.parametrize("to", requested_backends())
+@pytest.mark.parametrize("to", requested_source_backends())
 @pytest.mark.parametrize("name", ["all-ops", "shift-add"])
 def test_type_hints_of_the_exported_module_resolve(tmp_path, name, to):
     module, _ = load_export(tmp_path, case(name), to)

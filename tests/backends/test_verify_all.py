@@ -1,5 +1,5 @@
-"""``verify(spec, "all")`` passes on every design ``compare`` produces: PyTorch's and XLA's counters, the output
-shapes and the two frameworks' outputs agree with the closed forms for every family at K = 1, 3 and 7."""
+"""``verify(spec, "all")`` passes on every design ``compare`` produces: PyTorch's, XLA's and onnxruntime's counters,
+the output shapes and the three runtimes' outputs agree with the closed forms for every family at K = 1, 3 and 7."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from requested import require
 
 require("torch")
 require("jax")
+require("onnxruntime")
 
 from osc_design import Target  # noqa: E402
 from osc_design.backends import verify  # noqa: E402
@@ -28,7 +29,7 @@ def test_verify_all_passes_on_every_compared_design(tid, kernel):
     for d in designs:
         report = verify(d.spec, "all")
         assert not report.skipped, report.skipped
-        assert {c.backend for c in report.checks} == {"torch", "jax", "torch+jax"}
+        assert {c.backend for c in report.checks} == {"torch", "jax", "onnxruntime", "torch+jax", "torch+onnxruntime"}
         bad = [f"{c.backend} {c.quantity}: expected {c.expected}, measured {c.measured}" for c in report.checks
                if not c.ok]
         if bad:
