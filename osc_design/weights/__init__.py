@@ -206,7 +206,7 @@ def _fit_bias(spec: LayerSpec, params: dict[str, dict[str, np.ndarray]], bias: A
 
 
 def project(spec: LayerSpec, weight: Any, bias: Any = None, *, method: str = "auto", init: str = "sweep",
-            max_iter: int = 500, seed: int = 0) -> Projection:
+            max_iter: int = 200, seed: int = 0) -> Projection:
     """The design's parameters that bring its dense kernel closest to a trained conv's ``weight``.
 
     Parameters

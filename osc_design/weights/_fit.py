@@ -58,7 +58,7 @@ EXACT = 1e-26
 
 
 def fit(spec: LayerSpec, fixed: Params, start: Mapping[str, np.ndarray], target: np.ndarray, win: Window,
-        max_iter: int = 500) -> dict[str, np.ndarray]:
+        max_iter: int = 200) -> dict[str, np.ndarray]:
     """L-BFGS from the conv weights ``start`` (other params ``fixed``); the best weights visited."""
     from scipy.optimize import minimize
 
