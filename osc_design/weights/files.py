@@ -131,16 +131,17 @@ def with_trained_weights(source: str, spec: LayerSpec, params: Mapping[str, Mapp
 
     call = backend_source(to).text["call"].format(x=program(spec).input)
     anchor = "\n\n" + call + "\n"
-    if source.count(anchor) != 1:  # pragma: no cover - the exporter's layout changed
-        raise SpecError("exported source has no unique forward method to load the weights before")
+    at = source.rfind(anchor)  # the design's class comes last, after the helpers
+    if at < 0:  # pragma: no cover - the exporter's layout changed
+        raise SpecError("exported source has no forward method to load the weights before")
     lines = ["TRAINED = {"]
     for name, arrays in _trained(spec, params, to).items():
         lines.append(f"    {name!r}: {{")
         lines += [f"        {key!r}: ({shape!r}, {data!r})," for key, (shape, data) in arrays.items()]
         lines.append("    },")
     lines.append("}")
-    head, tail = source.split(anchor)
-    cut = head.index("\nclass ")
+    head, tail = source[:at], source[at + len(anchor):]
+    cut = head.rindex("\nclass ")
     text = (head[:cut] + "\n" + "\n".join(lines) + "\n\n\n" + "\n".join(_LOADERS[to]) + "\n\n" + head[cut:]
             + "\n        load_trained(self)" + anchor + tail)
     compile(text, "<exported>", "exec")
