@@ -67,16 +67,20 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((net(x).argmax(1) == y).float().mean())
 
 
+BATCH = 64
+"""Training batch size (:func:`run` can change it)."""
+
+
 def train(net: nn.Module, data: tuple[torch.Tensor, ...], epochs: int, seed: int, lr: float = 3e-3,
           at: tuple[int, ...] = ()) -> dict[int, float]:
-    """Adam, batch 64, cosine-free constant ``lr``; test accuracy after each epoch in ``at`` (and the last)."""
+    """Adam at a constant ``lr``, batches of :data:`BATCH`; test accuracy after each epoch in ``at`` (and the last)."""
     xt, yt, xv, yv = data
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     out = {}
     for epoch in range(1, epochs + 1):
         net.train()
-        for batch in torch.randperm(len(yt), generator=gen).split(64):
+        for batch in torch.randperm(len(yt), generator=gen).split(BATCH):
             opt.zero_grad()
             nn.functional.cross_entropy(net(xt[batch]), yt[batch]).backward()
             opt.step()
@@ -134,8 +138,10 @@ def run_family(family: str, base: nn.Module, data: tuple[torch.Tensor, ...], see
 
 
 def run(families: tuple[str, ...] = FAMILIES, seeds: int = 3, epochs: int = 3, tune: int = 3, n_train: int = 4000,
-        n_test: int = 1000, progress: bool = True) -> dict[str, Any]:
+        n_test: int = 1000, progress: bool = True, batch: int = 64) -> dict[str, Any]:
     """The whole table: ``{"rows": {family: {quantity: [per seed]}}, "baseline": [...], settings}``."""
+    global BATCH
+    BATCH = batch
     data = split(n_train, n_test)
     rows: dict[str, dict[str, list[Any]]] = {f: {} for f in families if f != "conv"}
     baseline = []
@@ -155,7 +161,8 @@ def run(families: tuple[str, ...] = FAMILIES, seeds: int = 3, epochs: int = 3, t
                       f"{row['random_1']:.3f}/{row['random_n']:.3f}", flush=True)
     params, macs = counts(cnn())
     return {"rows": rows, "baseline": baseline, "baseline_params": params, "baseline_macs": macs,
-            "settings": {"seeds": seeds, "epochs": epochs, "tune": tune, "train": n_train, "test": n_test}}
+            "settings": {"seeds": seeds, "epochs": epochs, "tune": tune, "train": n_train, "test": n_test,
+                         "batch": batch}}
 
 
 def _cell(values: list[float]) -> str:
@@ -180,14 +187,16 @@ def table(result: dict[str, Any]) -> str:
 
 
 def errors_table(result: dict[str, Any]) -> str:
-    """Projection error of every replaced layer per family (mean over seeds' baselines)."""
+    """Projection error of every replaced layer per family (mean over the seeds' baselines; ``kept``: the plan
+    keeps the conv, the family does not save params there)."""
     rows = result["rows"]
-    names = list(next(iter(rows.values()))["errors"][0])
+    names = sorted({name for r in rows.values() for name in r["errors"][0]}, key=lambda n: (len(n), n))
     lines = ["| family | " + " | ".join(names) + " | projection s | fine-tune s/epoch |",
              "|" + "---|" * (len(names) + 3)]
     for family, r in rows.items():
-        errs = [np.mean([e[name] for e in r["errors"]]) for name in names]
-        lines.append(f"| {family} | " + " | ".join(f"{e:.3f}" for e in errs)
+        errs = [f"{np.mean([e[name] for e in r['errors']]):.3f}" if name in r["errors"][0] else "kept"
+                for name in names]
+        lines.append(f"| {family} | " + " | ".join(errs)
                      + f" | {np.mean(r['project_s']):.2f} | {np.mean(r['tune_s']):.2f} |")
     return "\n".join(lines)
 

@@ -91,8 +91,8 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec, projections:
         from ..weights import project
 
         bias = None if old.bias is None else old.bias.detach().cpu().double().numpy()
-        projections[layer.name] = found = project(spec, old.weight.detach().cpu().double().numpy(), bias)
-        set_weights(design, spec, found.params)
+        projections[layer.name] = fitted = project(spec, old.weight.detach().cpu().double().numpy(), bias)
+        set_weights(design, spec, fitted.params)
     if dynamic:
         return nn.Sequential(SamePad2d(layer.kernel_size, layer.stride, layer.dilation), design)
     if any(pre):

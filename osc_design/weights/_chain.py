@@ -159,7 +159,7 @@ def _stage(spec: LayerSpec, chain: Chain, k: int, target: Taps) -> tuple[np.ndar
     for (group, outs), mids in blocks.items():
         rows, qs = sorted(outs), range(group * cin, (group + 1) * cin)
         cols = link.index[list(qs)]
-        mat = np.stack([np.stack([target.get((oa[0] + r[0], oa[1] + r[1]), zero)[np.ix_(rows, cols)]
+        mat = np.stack([np.stack([target.get((oa[0] + r[0], oa[1] + r[1]), zero)[np.ix_(np.asarray(rows), cols)]
                                   for _, _, oa in taps_a], axis=-1) for r in rest], axis=1)
         mat = mat.reshape(len(rows) * len(rest), cin * len(taps_a))  # rows (o, rest tap), cols (i, own tap)
         u, s, vt = np.linalg.svd(mat, full_matrices=False)

@@ -49,7 +49,7 @@ def residual(spec: LayerSpec, params: Params, target: np.ndarray, win: Window) -
     return float(np.linalg.norm(d - target) / max(np.linalg.norm(target), np.finfo(float).tiny))
 
 
-class _Converged(Exception):
+class _ConvergedError(Exception):
     """Raised inside the loss once the fit is exact to rounding (stops L-BFGS early)."""
 
 
@@ -73,13 +73,13 @@ def fit(spec: LayerSpec, fixed: Params, start: Mapping[str, np.ndarray], target:
         if f < best["f"]:  # type: ignore[operator]
             best["f"], best["x"] = f, x.copy()
         if f < EXACT:
-            raise _Converged
+            raise _ConvergedError
         grads = kernel_grads(spec, params, 2.0 * diff / scale, ks)
         return f, pack(spec, grads)
 
     try:
         minimize(loss, best["x"], jac=True, method="L-BFGS-B",
                  options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
-    except _Converged:
+    except _ConvergedError:
         pass
     return unpack(spec, best["x"])  # type: ignore[arg-type]

@@ -212,7 +212,8 @@ def _simple_backward(spec: LayerSpec, node: Node, grad: np.ndarray, params: Para
     return [grad for _ in node.inputs]  # add, identity
 
 
-def kernel_grads(spec: LayerSpec, params: Params, grad: np.ndarray, ks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def kernel_grads(spec: LayerSpec, params: Params, grad: np.ndarray,
+                 ks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Gradient of ``<grad, D>`` (``D`` the output kernel) with respect to every conv weight.
 
     ``ks`` are the node kernels of :func:`kernels` for the same ``params`` (and window as ``grad``).
