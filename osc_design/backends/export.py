@@ -222,6 +222,7 @@ def export_source(
     *,
     class_name: str = CLASS_NAME,
     input_size: int | Pair | None = None,
+    weights: Any = None,
 ) -> str:
     """Standalone Python source defining ``spec`` as a module of framework ``to``.
 
@@ -236,6 +237,9 @@ def export_source(
     input_size:
         Input size for the costs in the header and ``COST``; resolved as in
         :func:`osc_design.backends.verify` (the target's, else this, else ``max(16, 2K)`` square).
+    weights:
+        Optional ``{node id: {name: array}}`` (e.g. :attr:`osc_design.weights.Projection.params`): the module
+        then loads them when constructed (see :func:`osc_design.weights.files.with_trained_weights`).
 
     Returns
     -------
@@ -256,5 +260,9 @@ def export_source(
     src = backend_source(to)
     text = "\n".join([*_header(spec, src, size, class_name), *_source(spec, src, size, class_name)]) + "\n"
     compile(text, f"<{class_name}>", "exec")  # generated code must always be valid Python
+    if weights is not None:
+        from ..weights.files import with_trained_weights
+
+        text = with_trained_weights(text, spec, weights, to)
     return text
 

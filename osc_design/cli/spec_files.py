@@ -123,6 +123,8 @@ def export_cmd(
     to: Annotated[ExportTarget, typer.Option(
         "--to", help="Framework of the generated module.")] = ExportTarget.torch,
     class_name: Annotated[str, typer.Option("--class-name", help="Name of the generated class.")] = "OscDesign",
+    weights: Annotated[Path | None, typer.Option("--weights", help="A trained conv's weight (.npy; .npz or .pt "
+        "with weight and bias): the module starts from its projection onto the design.")] = None,
     output: Output = None,
 ) -> None:
     """Write a standalone PyTorch or JAX (Flax NNX) module, or an ONNX model, for a spec file (no osc-design
@@ -141,10 +143,24 @@ def export_cmd(
         return
     from ..backends.export import export_source
 
+    params = None if weights is None else _projected(spec, weights)
     try:
-        source = export_source(spec, to=to.value, class_name=class_name)
+        source = export_source(spec, to=to.value, class_name=class_name, weights=params)
     except SpecError as e:  # the spec loaded, so what is invalid is the class name
         raise typer.BadParameter(str(e), param_hint="'--class-name'") from None
     out.emit(source, output)
 
 
+def _projected(spec: Any, path: Path) -> Any:
+    """``--weights``: the projection of the file's conv onto ``spec`` (its error on stderr); a file that
+    cannot be read or does not fit the spec's target is invalid input."""
+    from ..weights import project
+    from ..weights.files import load_conv_weights
+
+    try:
+        found = project(spec, *load_conv_weights(path))
+    except SpecError as e:
+        raise typer.BadParameter(str(e), param_hint="'--weights'") from None
+    bias = "" if found.bias_error is None else f", bias error {found.bias_error:.3g}"
+    typer.echo(f"projection ({found.method}): relative error {found.error:.4g}{bias}", err=True)
+    return found.params

@@ -22,6 +22,7 @@ modules of the copy, unchanged.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,7 +69,8 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return parent, attr
 
 
-def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module:
+def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec, projections: dict[str, Any] | None = None
+                 ) -> nn.Module:
     """The design's module with the padding ``old`` applies in front, after checking ``old`` is ``layer``."""
     from ..backends.torch import build_module
 
@@ -84,6 +86,13 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module
         raise SpecError(f"layer {layer.name!r} does not match the plan: model has (in, out, kernel, stride, padding, "
                         f"pre_padding, dilation, groups, bias) = {found}, plan has {planned}")
     design = build_module(spec, device=old.weight.device, dtype=old.weight.dtype)
+    if projections is not None:  # weights="project": start from the trained conv's projection
+        from ..backends.torch import set_weights
+        from ..weights import project
+
+        bias = None if old.bias is None else old.bias.detach().cpu().double().numpy()
+        projections[layer.name] = fitted = project(spec, old.weight.detach().cpu().double().numpy(), bias)
+        set_weights(design, spec, fitted.params)
     if dynamic:
         return nn.Sequential(SamePad2d(layer.kernel_size, layer.stride, layer.dilation), design)
     if any(pre):
@@ -91,8 +100,13 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec) -> nn.Module
     return design
 
 
-def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
+def convert(model: nn.Module, plan: NetworkPlan, weights: str = "random", report: bool = False) -> Any:
     """A converted deep copy of ``model`` (the original is untouched).
+
+    ``weights="random"`` (default) leaves each design's fresh init; ``"project"`` starts it from the
+    projection of the trained conv it replaces (:func:`osc_design.weights.project`). With ``report=True``
+    the result is ``(model, {layer name: Projection})`` (empty for ``"random"``), each projection's
+    ``error`` the layer's relative Frobenius error.
 
     Every layer of ``plan`` with a design replaces the ``nn.Conv2d`` (or recognised subclass) of the
     same dotted name by the design's module (:func:`osc_design.backends.torch.build_module`), on
@@ -105,6 +119,9 @@ def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
     SpecError
         When a planned layer is missing from the model, does not match it, or is kept.
     """
+    if weights not in ("random", "project"):
+        raise SpecError(f"`weights` (={weights!r}) must be 'random' or 'project'")
+    projections: dict[str, Any] | None = {} if weights == "project" else None
     converted = copy.deepcopy(model)
     for lp in plan.layers:
         if lp.chosen.spec is None:
@@ -113,5 +130,5 @@ def convert(model: nn.Module, plan: NetworkPlan) -> nn.Module:
         old = getattr(parent, attr)
         if not isinstance(old, nn.Conv2d):
             raise SpecError(f"layer {lp.layer.name!r} is a {type(old).__name__}, not an nn.Conv2d")
-        setattr(parent, attr, _replacement(old, lp.layer, lp.chosen.spec))
-    return converted
+        setattr(parent, attr, _replacement(old, lp.layer, lp.chosen.spec, projections))
+    return (converted, projections or {}) if report else converted
