@@ -279,7 +279,7 @@ def test_convert_with_projected_weights_keeps_an_exact_layer_and_reports_errors(
     assert empty == {} and not torch.allclose(randomised(x), model(x))
 
 
-@pytest.mark.parametrize("to", ["torch", "jax"])
+@pytest.mark.parametrize("to", ["torch", "jax", "onnx"])
 def test_export_with_weights_writes_a_module_that_starts_from_the_projection(tmp_path, to):
     from typer.testing import CliRunner
 
@@ -288,6 +288,8 @@ def test_export_with_weights_writes_a_module_that_starts_from_the_projection(tmp
 
     if to == "jax":
         pytest.importorskip("flax")
+    if to == "onnx":
+        pytest.importorskip("onnx")
     spec = get_family("osc-2").build(Target(8, 8, 3))
     rng = np.random.default_rng(8)
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
@@ -296,10 +298,19 @@ def test_export_with_weights_writes_a_module_that_starts_from_the_projection(tmp
     torch.save({"weight": torch.from_numpy(w)}, tmp_path / "w.pt")
     expected = project(spec, w).params
     for name in ("w.npz", "w.pt"):
-        out = tmp_path / f"m_{to}.py"
+        out = tmp_path / (f"m_{to}.py" if to != "onnx" else "m.onnx")
         result = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--to", to, "--weights",
                                           str(tmp_path / name), "-o", str(out)])
         assert result.exit_code == 0, result.output
+        if to == "onnx":
+            import onnx
+
+            from osc_design.backends.onnx import get_weights as onnx_weights
+
+            got = onnx_weights(onnx.load(str(out)), spec)
+            for nid, arrays in expected.items():
+                assert np.allclose(got[nid]["weight"], arrays["weight"], atol=1e-5)
+            continue
         namespace: dict = {}
         exec(compile(out.read_text(), str(out), "exec"), namespace)
         module = namespace["OscDesign"]()

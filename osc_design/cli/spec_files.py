@@ -103,8 +103,9 @@ def verify_cmd(
             f"{ch.backend} {ch.quantity} expected {ch.expected}, measured {ch.measured}" for ch in report.failures))
 
 
-def _export_onnx(spec: Any, graph_name: str, output: Path | None) -> None:
-    """``export --to onnx``: the checked ONNX model of ``spec`` written to ``output``."""
+def _export_onnx(spec: Any, graph_name: str, output: Path | None, params: Any) -> None:
+    """``export --to onnx``: the checked ONNX model of ``spec`` (with ``params``, else random weights) written
+    to ``output``."""
     if output is None:
         raise typer.BadParameter("an ONNX model is a binary file: give --output FILE", param_hint="'--output'")
     try:
@@ -114,7 +115,7 @@ def _export_onnx(spec: Any, graph_name: str, output: Path | None) -> None:
 
         raise BackendUnavailableError(f"--to onnx needs the onnx package, which cannot be imported ({exc}); "
                                       "install it with: pip install 'osc-design[onnx]'") from exc
-    export_onnx(spec, output, graph_name=graph_name)
+    export_onnx(spec, output, params, graph_name=graph_name)
 
 
 @app.command("export")
@@ -130,20 +131,20 @@ def export_cmd(
     """Write a standalone PyTorch or JAX (Flax NNX) module, or an ONNX model, for a spec file (no osc-design
     needed to run it).
 
-    --to onnx writes a binary .onnx file (opset 17, random weights, shuffles folded into adjacent dense
-    convs), so it needs --output.
+    --to onnx writes a binary .onnx file (opset 17, shuffles folded into adjacent dense convs), so it needs
+    --output. Weights are random unless --weights gives a trained conv to project.
 
     Examples: osc-design export design.json --to torch --output design_torch.py;
     osc-design export design.json --to onnx -o design.onnx
     """
     check_output(output)
     spec = _load_spec(spec_file)
+    params = None if weights is None else _projected(spec, weights)
     if to is ExportTarget.onnx:
-        _export_onnx(spec, class_name, output)
+        _export_onnx(spec, class_name, output, params)
         return
     from ..backends.export import export_source
 
-    params = None if weights is None else _projected(spec, weights)
     try:
         source = export_source(spec, to=to.value, class_name=class_name, weights=params)
     except SpecError as e:  # the spec loaded, so what is invalid is the class name
