@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 
-import torch
+import torch  # noqa: F401 - the doctests use it
 from torch import nn
 
 from ..errors import SpecError
