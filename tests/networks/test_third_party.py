@@ -64,7 +64,7 @@ MODELS = {
     "mobilenetv3_small_w7d20": _pytorchcv("mobilenetv3", "mobilenetv3_small_w7d20"),
     "shufflenetv2_wd2": _pytorchcv("shufflenetv2", "shufflenetv2_wd2"),
     "xception": _pytorchcv("xception", "xception"),
-    "drnc26": _pytorchcv("drn", "drnc26"),  # dilated
+    "drnc26": _pytorchcv("drn", "drnc26"),  # dilated (2 and 4): planned on their dilated windows
     "igcv3_wd4": _pytorchcv("igcv3", "igcv3_wd4"),  # grouped 1x1 convs
     "efficientnet_b0b": _pytorchcv("efficientnet", "efficientnet_b0b"),  # TF padding by F.pad outside the convs
     "efficientnet-b0-static": _efficientnet(SIZE),
@@ -187,9 +187,12 @@ def test_convert_keeps_every_shape_and_count(name, policy):
     kept_macs = sum(_macs(layer) for layer in found.layers if layer.name not in planned_before)
     assert flops_before == 2 * (plan.total("before", "macs") + kept_macs)
     assert flops_after == 2 * (plan.total("after", "macs") + kept_macs)
-    for lp in plan.layers:  # dilated convs are not planned yet: kept, with the plan's reason
-        if lp.layer.dilation != (1, 1):
-            assert not lp.replaced and lp.reason.startswith("dilated conv"), lp.layer.name
+    for lp in plan.layers:  # dilated convs are planned on their dilated window, and say what was searched
+        if lp.layer.dilation != (1, 1) and lp.replaced:
+            assert lp.chosen.spec.target.dilation == lp.layer.dilation and lp.chosen.coverage == 1.0, lp.layer.name
+            assert "designed for the undilated target" in lp.reason, lp.layer.name
+    dilated = [lp for lp in plan.layers if lp.layer.dilation != (1, 1)]
+    assert all(lp.replaced for lp in dilated if lp.layer.groups < lp.layer.in_channels), name
 
 
 # ------------------------------------------------------------------------------------------ standard PyTorch out
