@@ -9,12 +9,12 @@ A dilated convolution (dilation ``d``) is designed as its undilated target, ever
 then multiplied by ``d`` (:func:`dilate`), so the design's footprint is the dilated window; its
 coverage is verified on that window and its reason says which target was searched.
 
-Layers that no design improves stay as they are and say why: depthwise convolutions (already
-separable), dilated ones whose padding is not a multiple of the dilation, 1x1 convolutions under a spatial family (as BSConv's replacer does; only
-``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with shuffles, which is where most
-of a ResNet-50's parameters sit), and layers where the chosen family does not save parameters or
-cannot be built. A grouped convolution is planned per group and lifted
-back (:func:`osc_design.transform.lift_groups`).
+Layers that no design improves stay as they are and say why: depthwise convolutions (already separable),
+dilated ones whose padding is not a multiple of the dilation, 1x1 convolutions under a spatial family
+(as BSConv's replacer does; only ``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with
+shuffles, which is where most of a ResNet-50's parameters sit), and layers where the chosen family does
+not save parameters or cannot be built. A grouped convolution is planned per group and lifted back
+(:func:`osc_design.transform.lift_groups`).
 
 The policy ``any`` draws each layer's designs from every registered family and the OSC Pareto front
 (the space of :func:`osc_design.latency.latency_candidates`, fully covering designs only).
@@ -218,9 +218,10 @@ def dilate(spec: LayerSpec, target: Target) -> LayerSpec:
     """``spec`` (a design for an undilated target) spread over the dilated window of ``target``.
 
     Every spatial offset is multiplied by ``target.dilation`` ``(dh, dw)``: each conv's dilation (along
-    the axes where it has more than one tap) and padding, each shift. So the footprint is the undilated one times ``d``, and ``spec`` covers its
-    window exactly when the result covers ``target``'s (:func:`~osc_design.coverage.coverage` checks the
-    result against the dilated window itself). The option ``dilated_by`` records ``d``.
+    the axes where it has more than one tap) and padding, each shift. So the footprint is the undilated
+    one times ``d``, and ``spec`` covers its window exactly when the result covers ``target``'s
+    (:func:`~osc_design.coverage.coverage` checks the result against the dilated window itself). The
+    option ``dilated_by`` records ``d``.
 
     >>> from osc_design.spec import GraphBuilder
     >>> b = GraphBuilder(Target(4, 4, 3, input_size=9))

@@ -44,7 +44,8 @@ def test_a_dilated_design_reads_exactly_the_dilated_window(family, kernel, dilat
     undilated = get_family(family).design(Target(8, 8, k, input_size=33)).spec
     spec = dilate(undilated, target)
     assert coverage(spec).full and spec.options_dict["dilated_by"] == list(dilation)
-    window = {(dilation[0] * ty - padding[0], dilation[1] * tx - padding[1]) for ty in range(k[0]) for tx in range(k[1])}
+    window = {(dilation[0] * ty - padding[0], dilation[1] * tx - padding[1])
+              for ty in range(k[0]) for tx in range(k[1])}
     assert _read_offsets(tb.build_module(spec), 8, 33) == window
     reference = nn.Conv2d(8, 8, k, padding=padding, dilation=dilation, bias=False)
     assert _read_offsets(reference, 8, 33) == window  # the window itself, as torch dilates
