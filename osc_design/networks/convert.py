@@ -22,6 +22,7 @@ modules of the copy, unchanged.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch  # noqa: F401 - the doctests use it
 from torch import nn
@@ -49,7 +50,7 @@ def same_padding_module(kernel_size: tuple[int, int], stride: tuple[int, int],
 
     graph = fx.Graph()
     tracer = fx.proxy.GraphAppendingTracer(graph)
-    x = fx.Proxy(graph.placeholder("x"), tracer)
+    x: Any = fx.Proxy(graph.placeholder("x"), tracer)  # a tensor while recording: its ops become graph nodes
     pads = []
     for axis in (1, 0):  # F.pad's order: (left, right, top, bottom)
         k, s, d = kernel_size[axis], stride[axis], dilation[axis]
@@ -59,7 +60,8 @@ def same_padding_module(kernel_size: tuple[int, int], stride: tuple[int, int],
             total = total * (total // s + 1)
         before = total // 2
         pads += [before, total - before]
-    graph.output(nn.functional.pad(x, pads).node)
+    padded: Any = nn.functional.pad(x, pads)
+    graph.output(padded.node)
     return fx.GraphModule(nn.Module(), graph, class_name="SamePad2d")
 
 

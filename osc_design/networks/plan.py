@@ -248,7 +248,10 @@ def dilate(spec: LayerSpec, target: Target) -> LayerSpec:
         elif isinstance(node, Shift):
             node = replace(node, shift=(node.shift[0] * dh, node.shift[1] * dw))
         nodes.append(node)
-    return LayerSpec(target, tuple(nodes), spec.output, spec.family, {**spec.options_dict, "dilated_by": [dh, dw]})
+    from ..spec import _freeze_options
+
+    options = _freeze_options({**spec.options_dict, "dilated_by": [dh, dw]})
+    return LayerSpec(target, tuple(nodes), spec.output, spec.family, options)
 
 
 def _original(layer: ConvLayer) -> Cost:
