@@ -12,16 +12,19 @@ channel_shuffle    :func:`channel_shuffle` (view, transpose, flatten: no buffer 
 permute            ``index_select`` on channels, the permutation a ``long`` buffer
 slice / concat     channel slicing / ``torch.cat``
 add                ``a + b + ...``
-shift              :func:`shift2d` (``F.pad`` with a negative pad on the far side: zero fill)
+shift              :func:`shift2d` (``F.pad`` on one side, a crop on the other: zero fill)
 identity           the input itself
 =================  ========================================================================
 
 Each op is one entry of the op table :data:`OPS` (see :class:`osc_design.backends.program.Op`): how
 :class:`SpecModule` builds and runs it, and the lines :func:`osc_design.backends.export_source` writes
-for it. The module keeps the op sequence of the spec (:func:`osc_design.backends.program.program`) and
-runs it in ``forward``; it has no data-dependent control flow, so ``torch.compile`` and
-``torch.export.export`` trace it into one graph. Submodules and buffers are named after the node ids
-(see :func:`osc_design.backends.program.python_names`), like the modules written by
+for it. :func:`build_module`, the one build path (verification, export checks, latency, network
+conversion), records those ``run`` functions once into standard PyTorch (:func:`standard_module`): an
+``nn.Sequential`` for a chain of convs and batch norms, else a ``torch.fx.GraphModule`` of
+``nn.Conv2d`` / ``nn.BatchNorm2d`` submodules and plain tensor ops. It loads with torch alone, has no
+data-dependent control flow, and passes ``torch.export.export``, ``torch.compile(fullgraph=True)`` and
+``torch.jit.script``. Submodules and buffers are named after the node ids (see
+:func:`osc_design.backends.program.python_names`), like the modules written by
 :func:`osc_design.backends.export_source`, so their ``state_dict`` s are interchangeable.
 :data:`BACKEND` (a :class:`TorchBackend`) is what :func:`osc_design.backends.get_backend` returns.
 
