@@ -292,9 +292,9 @@ def _why_kept(layer: ConvLayer, policy: str) -> str | None:
     return None
 
 
-def _searched(layer: ConvLayer) -> str:
-    """What a dilated layer's design was searched for (said in its reason), else ``""``."""
-    if layer.dilation == (1, 1):
+def _searched(layer: ConvLayer, pick: LayerChoice) -> str:
+    """What a dilated layer's chosen design was searched for (said in its reason), else ``""``."""
+    if layer.dilation == (1, 1) or pick.spec is None:
         return ""
     t, (dh, dw) = layer_target(layer), layer.dilation
     by = f"{dh}" if dh == dw else f"{dh}x{dw}"
@@ -471,9 +471,8 @@ def plan_network(layers: Iterable[ConvLayer], policy: str = "osc", *, network: s
         frac = budgets[cap]
         assert frac is not None
         chosen, bound = _select_under_budget(planned, "total_params" if cap == "params" else cap, minimise, frac)
-    result = tuple(LayerPlan(p.layer, p.before, pick, _reason(p.why, pick, policy, objective, cap is not None)
-                             + ("" if pick.spec is None else _searched(p.layer)), tuple(p.candidates))
-                   for p, pick in zip(planned, chosen, strict=True))
+    result = tuple(LayerPlan(p.layer, p.before, pick, _reason(p, pick, policy, objective, cap is not None),
+                             tuple(p.candidates)) for p, pick in zip(planned, chosen, strict=True))
     return NetworkPlan(network, policy, result, None if cap is None else {cap: budgets[cap]}, bound, objective,
                        None if latency is None else latency.table_key.id)
 
@@ -486,9 +485,11 @@ def _fewest(candidates: Sequence[LayerChoice], objective: str) -> LayerChoice:
     return min(candidates, key=lambda c: (c.cost.total_params, c.cost.macs or 0, c.spec is not None))
 
 
-def _reason(why: str, pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
-    if why:
-        return why
+def _reason(planned: _Layer, pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
+    return planned.why or _choice_reason(pick, policy, objective, budgeted) + _searched(planned.layer, pick)
+
+
+def _choice_reason(pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
     if budgeted:
         return "kept by the budget optimiser" if pick.spec is None else "chosen by the budget optimiser"
     if pick.spec is None:
