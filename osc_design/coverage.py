@@ -282,7 +282,7 @@ def coverage(spec: LayerSpec, dep: Dependence | None = None) -> Coverage:
     dep = dependence(spec) if dep is None else dep
     t = spec.target
     (kh, kw), (ph, pw) = t.kernel_size, t.padding
-    ys, xs = np.arange(kh) - ph, np.arange(kw) - pw
+    ys, xs = t.dilation[0] * np.arange(kh) - ph, t.dilation[1] * np.arange(kw) - pw  # the window's taps
     grids = [offs.contains_grid(ys, xs).reshape(-1) for _, offs in dep.terms]
     c_out, c_in = dep.out_channels, dep.in_channels
     flat = np.stack(grids, axis=1) if grids else np.zeros((kh * kw, 0), dtype=bool)
@@ -444,8 +444,8 @@ def chain_coverage(target: Target, stages: Sequence[ChainStage]) -> Coverage:
     inside_axes = []
     for a in (0, 1):
         offs = chain_footprint(stages, a)
-        K, p = target.kernel_size[a], target.padding[a]
-        inside_axes.append([t for t in range(K) if t - p in offs])
+        K, p, d = target.kernel_size[a], target.padding[a], target.dilation[a]
+        inside_axes.append([t for t in range(K) if d * t - p in offs])
     taps = len(inside_axes[0]) * len(inside_axes[1])
     total = target.out_channels * cin * kh * kw
     covered = sum(reach) * per_out * taps

@@ -171,7 +171,7 @@ def from_dict(doc: Any) -> LayerSpec:
         target = Target(
             t["in_channels"], t["out_channels"], tuple(t["kernel_size"]), tuple(t.get("stride", (1, 1))),
             None if t.get("padding") is None else tuple(t["padding"]),
-            None if t.get("input_size") is None else tuple(t["input_size"]),
+            None if t.get("input_size") is None else tuple(t["input_size"]), tuple(t.get("dilation", (1, 1))),
         )
     except SpecError as e:
         raise SchemaError(f"target: {e}") from None

@@ -34,6 +34,10 @@ class Target:
     ((7, 7), (3, 3), (14, 14))
     >>> t == Target(256, 256, (7, 7), stride=1, padding=3, input_size=(14, 14))
     True
+
+    ``dilation`` (default 1) spreads the window: kernel tap ``t`` sits at input offset ``dilation * t -
+    padding`` (a dilated target: a design must cover those taps; the families and the solver design
+    undilated targets; :func:`osc_design.networks.plan.dilate` dilates their designs).
     """
 
     in_channels: int
@@ -42,6 +46,7 @@ class Target:
     stride: Pair
     padding: Pair
     input_size: Pair | None
+    dilation: Pair = field(default=(1, 1), repr=False)
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class Target:
         stride: int | Pair = 1,
         padding: int | Pair | None = None,
         input_size: int | Pair | None = None,
+        dilation: int | Pair = 1,
     ) -> None:
         check_int(in_channels, "in_channels", minimum=1)
         check_int(out_channels, "out_channels", minimum=1)
@@ -62,6 +68,7 @@ class Target:
             "stride": pair(stride, "stride", minimum=1),
             "padding": pair((kernel[0] // 2, kernel[1] // 2) if padding is None else padding, "padding", minimum=0),
             "input_size": None if input_size is None else pair(input_size, "input_size", minimum=1),
+            "dilation": pair(dilation, "dilation", minimum=1),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -69,7 +76,7 @@ class Target:
             raise SpecError(f"`input_size` (={self.input_size}) is too small for kernel {kernel} (output {out})")
 
     def _out(self, size: Pair) -> Pair:
-        return conv_output_pair(size, self.kernel_size, self.stride, self.padding)
+        return conv_output_pair(size, self.kernel_size, self.stride, self.padding, self.dilation)
 
     @property
     def output_size(self) -> Pair | None:
@@ -78,7 +85,8 @@ class Target:
 
     def with_input_size(self, input_size: int | Pair | None) -> Target:
         """A copy with another input size."""
-        return Target(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, input_size)
+        return Target(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding, input_size,
+                      self.dilation)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with explicit integers."""
@@ -89,6 +97,7 @@ class Target:
             "stride": list(self.stride),
             "padding": list(self.padding),
             "input_size": None if self.input_size is None else list(self.input_size),
+            **({} if self.dilation == (1, 1) else {"dilation": list(self.dilation)}),
         }
 
     def describe(self) -> str:
@@ -97,6 +106,9 @@ class Target:
         s = f"{self.in_channels}->{self.out_channels} k{kh}x{kw}"
         if self.stride != (1, 1):
             s += f" s{self.stride[0]}" if self.stride[0] == self.stride[1] else f" s{self.stride[0]}x{self.stride[1]}"
+        if self.dilation != (1, 1):
+            d = self.dilation
+            s += f" d{d[0]}" if d[0] == d[1] else f" d{d[0]}x{d[1]}"
         if self.input_size is not None:
             s += f" @{self.input_size[0]}x{self.input_size[1]}"
         return s

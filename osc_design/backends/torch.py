@@ -12,16 +12,19 @@ channel_shuffle    :func:`channel_shuffle` (view, transpose, flatten: no buffer 
 permute            ``index_select`` on channels, the permutation a ``long`` buffer
 slice / concat     channel slicing / ``torch.cat``
 add                ``a + b + ...``
-shift              :func:`shift2d` (``F.pad`` with a negative pad on the far side: zero fill)
+shift              :func:`shift2d` (``F.pad`` on one side, a crop on the other: zero fill)
 identity           the input itself
 =================  ========================================================================
 
 Each op is one entry of the op table :data:`OPS` (see :class:`osc_design.backends.program.Op`): how
 :class:`SpecModule` builds and runs it, and the lines :func:`osc_design.backends.export_source` writes
-for it. The module keeps the op sequence of the spec (:func:`osc_design.backends.program.program`) and
-runs it in ``forward``; it has no data-dependent control flow, so ``torch.compile`` and
-``torch.export.export`` trace it into one graph. Submodules and buffers are named after the node ids
-(see :func:`osc_design.backends.program.python_names`), like the modules written by
+for it. :func:`build_module`, the one build path (verification, export checks, latency, network
+conversion), records those ``run`` functions once into standard PyTorch (:func:`standard_module`): an
+``nn.Sequential`` for a chain of convs and batch norms, else a ``torch.fx.GraphModule`` of
+``nn.Conv2d`` / ``nn.BatchNorm2d`` submodules and plain tensor ops. It loads with torch alone, has no
+data-dependent control flow, and passes ``torch.export.export``, ``torch.compile(fullgraph=True)`` and
+``torch.jit.script``. Submodules and buffers are named after the node ids (see
+:func:`osc_design.backends.program.python_names`), like the modules written by
 :func:`osc_design.backends.export_source`, so their ``state_dict`` s are interchangeable.
 :data:`BACKEND` (a :class:`TorchBackend`) is what :func:`osc_design.backends.get_backend` returns.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from typing import Any
@@ -47,7 +51,7 @@ from ..cost import cost
 from ..errors import SpecError
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec, Pair
-from .program import Op, Step, op_of, program, resolve_input_size
+from .program import Op, Program, Step, op_of, program, resolve_input_size
 from .report import Check
 
 __all__ = [
@@ -55,6 +59,8 @@ __all__ = [
     "BACKEND",
     "TorchBackend",
     "SpecModule",
+    "CLASS_NAME",
+    "standard_module",
     "build_module",
     "channel_shuffle",
     "shift2d",
@@ -95,10 +101,18 @@ SOURCE = {
 
 
 def shift2d(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Zero-filled spatial shift of an NCHW tensor: ``out[:, :, y, x] = x[:, :, y - dy, x - dx]``."""
-    h, w = x.shape[-2], x.shape[-1]
-    dy, dx = max(-h, min(h, dy)), max(-w, min(w, dx))
-    return F.pad(x, (dx, -dx, dy, -dy))
+    """Zero-filled spatial shift of an NCHW tensor: ``out[:, :, y, x] = x[:, :, y - dy, x - dx]``.
+
+    Pads ``|dy|``, ``|dx|`` zeros on the side the image moves away from, then crops as many from the
+    other side: constant arguments only (no size arithmetic), so it traces (``torch.fx``), scripts and
+    exports, and is exact at every input size (a shift beyond the image leaves zeros).
+
+    >>> shift2d(torch.arange(4.0).view(1, 1, 1, 4), 0, 1).tolist()
+    [[[[0.0, 0.0, 1.0, 2.0]]]]
+    """
+    top, bottom, left, right = max(dy, 0), max(-dy, 0), max(dx, 0), max(-dx, 0)
+    y = F.pad(x, (left, right, top, bottom))
+    return y[:, :, bottom:-top if top else None, right:-left if left else None]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -164,7 +178,11 @@ OPS: dict[str, Op] = {
 
 
 class SpecModule(nn.Module):
-    """A layer spec as an ``nn.Module``: ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)``.
+    """A layer spec interpreted step by step: ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)``.
+
+    The reference runner of :data:`OPS` (``forward`` walks the spec's op sequence). It is what
+    :func:`build_module` traces into a standard module; use :func:`build_module` to get a module to
+    keep, save or convert a model with (this class needs osc-design to load).
 
     Parameters
     ----------
@@ -201,14 +219,87 @@ class SpecModule(nn.Module):
         return f"family={self.spec.family!r}, target={self.spec.target.describe()!r}"
 
 
+CLASS_NAME = "OscDesign"
+"""Class name of the ``torch.fx.GraphModule`` s :func:`build_module` returns (as exported modules)."""
+
+
+def _is_chain(prog: Program) -> bool:
+    """Whether every step is a conv or batch norm reading the step before it (the first reads the input)."""
+    before = prog.input
+    for step in prog.steps:
+        if step.op not in ("conv2d", "batch_norm") or step.inputs != (before,):
+            return False
+        before = step.name
+    return before == prog.output
+
+
+class _GraphView:
+    """What the op table's ``run`` functions see while :func:`standard_module` records them into an fx graph:
+    a submodule of the reference is a ``call_module`` node, a buffer a ``get_attr`` node; the inputs are
+    ``torch.fx.Proxy`` s, so every tensor operation of ``run`` is recorded as it is written."""
+
+    def __init__(self, graph: Any, reference: nn.Module) -> None:
+        from torch import fx
+
+        self._graph, self._reference, self._fx = graph, reference, fx
+        self.tracer = fx.proxy.GraphAppendingTracer(graph)
+
+    def proxy(self, node: Any) -> Any:
+        return self._fx.Proxy(node, self.tracer)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._reference, name)
+        if isinstance(value, nn.Module):
+            return lambda x: self.proxy(self._graph.call_module(name, (x.node,)))
+        return self.proxy(self._graph.get_attr(name))
+
+
+def standard_module(reference: SpecModule) -> nn.Module:
+    """``reference`` as standard PyTorch, sharing its submodules and buffers (same names, same ``state_dict``).
+
+    A chain of convs and batch norms becomes an ``nn.Sequential`` of them, named after the nodes;
+    any other graph a ``torch.fx.GraphModule`` (class name :data:`CLASS_NAME`) recorded from the op
+    table's ``run`` functions: ``nn.Conv2d`` / ``nn.BatchNorm2d`` submodules, permutations as ``long``
+    buffers, the other ops plain tensor operations with constant arguments in its generated code
+    (``index_select``, slicing, ``torch.cat``, ``+``, ``F.pad``, and ``unflatten`` / ``transpose`` /
+    ``flatten`` for the channel shuffle, which ONNX exporters know, unlike ``aten::channel_shuffle``).
+    Both kinds load with torch alone (a pickled ``GraphModule`` regenerates its code), and pass
+    ``torch.export.export`` and ``torch.jit.script``.
+    """
+    from torch import fx
+
+    prog = reference._program
+    if _is_chain(prog):
+        return nn.Sequential(OrderedDict((step.name, getattr(reference, step.name)) for step in prog.steps))
+    graph = fx.Graph()
+    view = _GraphView(graph, reference)
+    env = {prog.input: view.proxy(graph.placeholder(prog.input))}
+    for step in prog.steps:
+        env[step.name] = OPS[step.op].run(view, step, [env[i] for i in step.inputs])
+    graph.output(env[prog.output].node)
+    return fx.GraphModule(reference, graph, class_name=CLASS_NAME)
+
+
 def build_module(spec: LayerSpec, *, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, seed: int | None = None) -> SpecModule:
-    """The ``nn.Module`` of ``spec`` (see :class:`SpecModule`); ``seed`` makes the default init reproducible."""
+                 dtype: torch.dtype | None = None, seed: int | None = None) -> nn.Module:
+    """The standard ``nn.Module`` of ``spec`` (see :func:`standard_module`); ``seed`` makes the default init
+    reproducible.
+
+    Submodules and buffers are named after the node ids (:func:`~osc_design.backends.program.python_names`),
+    as in :func:`~osc_design.backends.export_source`'s modules, so ``state_dict`` s are interchangeable.
+
+    >>> from osc_design import get_family, Target
+    >>> m = build_module(get_family("osc").design(Target(8, 8, 3)).spec, seed=0)
+    >>> type(m).__module__, type(m).__name__
+    ('torch.fx.graph_module', 'OscDesign')
+    >>> tuple(m(torch.zeros(1, 8, 6, 6)).shape)
+    (1, 8, 6, 6)
+    """
     if seed is None:
-        return SpecModule(spec, device=device, dtype=dtype)
+        return standard_module(SpecModule(spec, device=device, dtype=dtype))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SpecModule(spec, device=device, dtype=dtype)
+        return standard_module(SpecModule(spec, device=device, dtype=dtype))
 
 
 def count_params(module: nn.Module) -> int:
@@ -321,7 +412,7 @@ class TorchTimer:
         """Node ``node_id`` of :func:`build_module` of ``spec``, as its ``forward`` runs it, on a fresh input
         per input slot (so an add of one tensor twice reads two tensors)."""
         built = build_module(spec, seed=seed)
-        step, run = built._program.step(node_id), OPS[spec.node_map[node_id].op].run
+        step, run = program(spec).step(node_id), OPS[spec.node_map[node_id].op].run
         m = self._ready(built)
         rng, sizes = np.random.default_rng(seed), spec.spatial_sizes()
         xs = [self._input(spec.channels(i), sizes[i], rng) for i in spec.node_map[node_id].inputs]
@@ -334,7 +425,7 @@ class TorchBackend:
     name = NAME
     layout = LAYOUT
 
-    def build(self, spec: LayerSpec, *, seed: int = 0) -> SpecModule:
+    def build(self, spec: LayerSpec, *, seed: int = 0) -> nn.Module:
         """:func:`build_module` with a reproducible init."""
         return build_module(spec, seed=seed)
 

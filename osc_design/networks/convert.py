@@ -11,7 +11,7 @@ module it replaces:
   ``nn.Sequential(nn.ZeroPad2d(pre_padding), design)``;
 * a dynamic "same" wrapper with a stride above 1 (timm's ``Conv2dSame``, efficientnet-pytorch's
   ``Conv2dDynamicSamePadding``), whose zeros depend on the input size:
-  ``nn.Sequential(SamePad2d(...), design)``, recomputing them at run time like the original,
+  ``nn.Sequential(same_padding_module(...), design)``, recomputing them at run time like the original,
   so the converted model stays exact at input sizes other than the extracted one (the plan's
   costs are those of the extracted size).
 
@@ -24,37 +24,45 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
+import torch  # noqa: F401 - the doctests use it
 from torch import nn
 
 from ..errors import SpecError
 from ..spec import LayerSpec
 from .catalog import ConvLayer
-from .extract import keep_reason_of, conv_padding, same_padding
+from .extract import conv_padding, keep_reason_of
 from .plan import NetworkPlan
 
-__all__ = ["SamePad2d", "convert"]
+__all__ = ["same_padding_module", "convert"]
 
 
-class SamePad2d(nn.Module):
-    """TensorFlow's "same" zero padding for a convolution, computed from each input's size.
+def same_padding_module(kernel_size: tuple[int, int], stride: tuple[int, int],
+                        dilation: tuple[int, int] = (1, 1)) -> nn.Module:
+    """TensorFlow's "same" zero padding for a convolution, computed from each input's size (see
+    :func:`~osc_design.networks.extract.same_padding`), as a standard module: a ``torch.fx.GraphModule``
+    (class name ``SamePad2d``) whose code does the size arithmetic and one ``F.pad``, so it loads with
+    torch alone, scripts, and exports (at the example input's size).
 
-    >>> SamePad2d((3, 3), (2, 2))(torch.zeros(1, 1, 64, 65)).shape
+    >>> same_padding_module((3, 3), (2, 2))(torch.zeros(1, 1, 64, 65)).shape
     torch.Size([1, 1, 65, 67])
     """
+    from torch import fx
 
-    def __init__(self, kernel_size: tuple[int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int] = (1, 1)) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.dilation = tuple(kernel_size), tuple(stride), tuple(dilation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = (int(x.shape[-2]), int(x.shape[-1]))
-        pads = same_padding(size, self.kernel_size, self.stride, self.dilation)  # type: ignore[arg-type]
-        return nn.functional.pad(x, pads) if any(pads) else x
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, dilation={self.dilation}"
+    graph = fx.Graph()
+    tracer = fx.proxy.GraphAppendingTracer(graph)
+    x: Any = fx.Proxy(graph.placeholder("x"), tracer)  # a tensor while recording: its ops become graph nodes
+    pads = []
+    for axis in (1, 0):  # F.pad's order: (left, right, top, bottom)
+        k, s, d = kernel_size[axis], stride[axis], dilation[axis]
+        size, span = x.size(axis + 2), (k - 1) * d + 1
+        total = (size + (s - 1)) // s * s + (span - s) - size  # (ceil(size / s) - 1) * s + span - size
+        if span < s:  # then -s < total < s: max(total, 0) without a comparison (an unpickled GraphModule retraces)
+            total = total * (total // s + 1)
+        before = total // 2
+        pads += [before, total - before]
+    padded: Any = nn.functional.pad(x, pads)
+    graph.output(padded.node)
+    return fx.GraphModule(nn.Module(), graph, class_name="SamePad2d")
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -94,7 +102,7 @@ def _replacement(old: nn.Conv2d, layer: ConvLayer, spec: LayerSpec, projections:
         projections[layer.name] = fitted = project(spec, old.weight.detach().cpu().double().numpy(), bias)
         set_weights(design, spec, fitted.params)
     if dynamic:
-        return nn.Sequential(SamePad2d(layer.kernel_size, layer.stride, layer.dilation), design)
+        return nn.Sequential(same_padding_module(layer.kernel_size, layer.stride, layer.dilation), design)
     if any(pre):
         return nn.Sequential(nn.ZeroPad2d(pre), design)
     return design

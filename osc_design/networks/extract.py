@@ -13,7 +13,7 @@ Recognised geometry
       the same at every input size and is recorded like a static one; with a larger stride its
       padding depends on the input size, so it is recorded as ``pre_padding`` at the traced size
       and :func:`~osc_design.networks.convert.convert` gives its replacement a
-      :class:`~osc_design.networks.convert.SamePad2d` that recomputes the padding at run time,
+      :func:`~osc_design.networks.convert.same_padding_module` that recomputes the padding at run time,
       so the converted model stays exact at every input size.
 
     A wrapper is recognised by its class name *and* by what its forward did in the traced pass:

@@ -5,12 +5,16 @@ description file or :func:`~osc_design.networks.extract.extract_convs`); params 
 and biases (``total_params``), MACs are the padding-inclusive convention at each layer's input size.
 Budgets are fractions of the planned convolutions' original totals.
 
-Layers that no design improves stay as they are and say why: depthwise convolutions (already
-separable), dilated ones, 1x1 convolutions under a spatial family (as BSConv's replacer does; only
-``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with shuffles, which is where most
-of a ResNet-50's parameters sit), and layers where the chosen family does not save parameters or
-cannot be built. A grouped convolution is planned per group and lifted
-back (:func:`osc_design.transform.lift_groups`).
+A dilated convolution (dilation ``d``) is designed as its undilated target, every stage's dilation
+then multiplied by ``d`` (:func:`dilate`), so the design's footprint is the dilated window; its
+coverage is verified on that window and its reason says which target was searched.
+
+Layers that no design improves stay as they are and say why: depthwise convolutions (already separable),
+dilated ones whose padding is not a multiple of the dilation, 1x1 convolutions under a spatial family
+(as BSConv's replacer does; only ``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with
+shuffles, which is where most of a ResNet-50's parameters sit), and layers where the chosen family does
+not save parameters or cannot be built. A grouped convolution is planned per group and lifted back
+(:func:`osc_design.transform.lift_groups`).
 
 The policy ``any`` draws each layer's designs from every registered family and the OSC Pareto front
 (the space of :func:`osc_design.latency.latency_candidates`, fully covering designs only).
@@ -46,7 +50,8 @@ from ..ops import Conv2d
 from ..spec import LayerSpec, Target
 from .catalog import ConvLayer
 
-__all__ = ["LayerChoice", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "load_plan",
+__all__ = ["LayerChoice", "LayerPlan", "NetworkPlan", "plan_network", "layer_target", "layer_spec", "dilate",
+           "load_plan",
            "plan_from_dict", "plan_schema", "save_plan", "OBJECTIVES"]
 
 OBJECTIVES = ("params", "latency")
@@ -181,21 +186,72 @@ class NetworkPlan:
 
 
 def layer_target(layer: ConvLayer) -> Target:
-    """The per-group target of a layer (``C_in/g -> C_out/g``) with the layer's own padding and input size."""
-    g = layer.groups
-    return Target(layer.in_channels // g, layer.out_channels // g, layer.kernel_size, layer.stride,
-                  layer.padding, layer.input_size)
+    """The per-group target the family designs for (``C_in/g -> C_out/g``), with the layer's input size.
+
+    Undilated: the layer's own kernel, stride and padding. A dilated layer (dilation ``d``, padding a
+    multiple of ``d``) is designed as its undilated target, padding ``padding / d``; :func:`dilate`
+    then spreads the design over the dilated window.
+    """
+    g, d = layer.groups, layer.dilation
+    padding = (layer.padding[0] // d[0], layer.padding[1] // d[1])
+    return Target(layer.in_channels // g, layer.out_channels // g, layer.kernel_size, layer.stride, padding,
+                  layer.input_size)
+
+
+def _full_target(layer: ConvLayer, groups: int = 1) -> Target:
+    """The layer's own convolution as a target (dilation included), or its per-group one for ``groups``."""
+    return Target(layer.in_channels // groups, layer.out_channels // groups, layer.kernel_size, layer.stride,
+                  layer.padding, layer.input_size, layer.dilation)
 
 
 def layer_spec(layer: ConvLayer) -> LayerSpec:
     """The layer's own convolution as a one-node spec (groups, dilation and bias included)."""
     from ..spec import GraphBuilder
 
-    b = GraphBuilder(Target(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                            layer.input_size))
+    b = GraphBuilder(_full_target(layer))
     y = b.conv2d(b.input, layer.out_channels, layer.kernel_size, stride=layer.stride, padding=layer.padding,
                  dilation=layer.dilation, groups=layer.groups, bias=layer.bias)
     return b.build(y, family="conv")
+
+
+def dilate(spec: LayerSpec, target: Target) -> LayerSpec:
+    """``spec`` (a design for an undilated target) spread over the dilated window of ``target``.
+
+    Every spatial offset is multiplied by ``target.dilation`` ``(dh, dw)``: each conv's dilation (along
+    the axes where it has more than one tap) and padding, each shift. So the footprint is the undilated
+    one times ``d``, and ``spec`` covers its window exactly when the result covers ``target``'s
+    (:func:`~osc_design.coverage.coverage` checks the result against the dilated window itself). The
+    option ``dilated_by`` records ``d``.
+
+    >>> from osc_design.spec import GraphBuilder
+    >>> b = GraphBuilder(Target(4, 4, 3, input_size=9))
+    >>> y = b.conv2d(b.conv2d(b.input, 4, (3, 1), padding=(1, 0), groups=4), 4, (1, 3), padding=(0, 1))
+    >>> wide = dilate(b.build(y), Target(4, 4, 3, padding=2, input_size=9, dilation=2))
+    >>> [(c.dilation, c.padding) for c in wide.convs]
+    [((2, 1), (2, 0)), ((1, 2), (0, 2))]
+    >>> from osc_design.coverage import coverage
+    >>> coverage(wide).full
+    True
+    """
+    from dataclasses import replace
+
+    from ..ops import Shift
+
+    dh, dw = target.dilation
+    nodes = []
+    for nid in spec.order:
+        node = spec.node_map[nid]
+        if isinstance(node, Conv2d):  # an axis with one tap stays undilated: its dilation changes nothing
+            (kh, kw), (ah, aw) = node.kernel_size, node.dilation
+            node = replace(node, dilation=(ah * dh if kh > 1 else ah, aw * dw if kw > 1 else aw),
+                           padding=(node.padding[0] * dh, node.padding[1] * dw))
+        elif isinstance(node, Shift):
+            node = replace(node, shift=(node.shift[0] * dh, node.shift[1] * dw))
+        nodes.append(node)
+    from ..spec import _freeze_options
+
+    options = _freeze_options({**spec.options_dict, "dilated_by": [dh, dw]})
+    return LayerSpec(target, tuple(nodes), spec.output, spec.family, options)
 
 
 def _original(layer: ConvLayer) -> Cost:
@@ -206,14 +262,14 @@ def _original(layer: ConvLayer) -> Cost:
 
 
 def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice:
-    """Lift a per-group design to the layer and give it the layer's bias."""
+    """Dilate a per-group design to the layer's window, lift it to the layer and give it the layer's bias."""
     from ..transform import lift_groups, with_output_bias
 
+    if layer.dilation != (1, 1):
+        spec = dilate(spec, _full_target(layer, layer.groups))
     cov = coverage(spec).fraction
     if layer.groups > 1:
-        full = Target(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                      layer.input_size)
-        spec = lift_groups(spec, layer.groups, full)
+        spec = lift_groups(spec, layer.groups, _full_target(layer))
     if layer.bias:
         spec = with_output_bias(spec)
     return LayerChoice(choice, spec, cost(spec), cov)
@@ -230,9 +286,20 @@ def _why_kept(layer: ConvLayer, policy: str) -> str | None:
         return f"1x1 conv: {policy} separates the kernel window, which a 1x1 conv does not have (osc can slim it)"
     if layer.groups == layer.in_channels and layer.in_channels > 1:
         return "depthwise conv: already separable"
-    if layer.dilation != (1, 1):
-        return "dilated conv: designs assume an undilated target"
+    if any(p % d for p, d in zip(layer.padding, layer.dilation, strict=True)):
+        return (f"dilated conv: padding {layer.padding} is not a multiple of the dilation {layer.dilation}, "
+                "so it has no undilated target to design for")
     return None
+
+
+def _searched(layer: ConvLayer, pick: LayerChoice) -> str:
+    """What a dilated layer's chosen design was searched for (said in its reason), else ``""``."""
+    if layer.dilation == (1, 1) or pick.spec is None:
+        return ""
+    t, (dh, dw) = layer_target(layer), layer.dilation
+    by = f"{dh}" if dh == dw else f"{dh}x{dw}"
+    return (f"; designed for the undilated target {t.describe()} (padding {t.padding[0]}x{t.padding[1]}), every "
+            f"stage's dilation times {by}: coverage verified on the dilated window")
 
 
 CandidateFn = Callable[[ConvLayer, Target], list[tuple[str, LayerSpec]]]
@@ -404,7 +471,7 @@ def plan_network(layers: Iterable[ConvLayer], policy: str = "osc", *, network: s
         frac = budgets[cap]
         assert frac is not None
         chosen, bound = _select_under_budget(planned, "total_params" if cap == "params" else cap, minimise, frac)
-    result = tuple(LayerPlan(p.layer, p.before, pick, _reason(p.why, pick, policy, objective, cap is not None),
+    result = tuple(LayerPlan(p.layer, p.before, pick, _reason(p, pick, policy, objective, cap is not None),
                              tuple(p.candidates)) for p, pick in zip(planned, chosen, strict=True))
     return NetworkPlan(network, policy, result, None if cap is None else {cap: budgets[cap]}, bound, objective,
                        None if latency is None else latency.table_key.id)
@@ -418,9 +485,11 @@ def _fewest(candidates: Sequence[LayerChoice], objective: str) -> LayerChoice:
     return min(candidates, key=lambda c: (c.cost.total_params, c.cost.macs or 0, c.spec is not None))
 
 
-def _reason(why: str, pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
-    if why:
-        return why
+def _reason(planned: _Layer, pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
+    return planned.why or _choice_reason(pick, policy, objective, budgeted) + _searched(planned.layer, pick)
+
+
+def _choice_reason(pick: LayerChoice, policy: str, objective: str, budgeted: bool) -> str:
     if budgeted:
         return "kept by the budget optimiser" if pick.spec is None else "chosen by the budget optimiser"
     if pick.spec is None:
@@ -607,7 +676,8 @@ def _layer_plan(raw: Mapping[str, Any], where: str) -> LayerPlan:
     except SpecError as e:
         raise SpecError(f"`{where}.spec`: {e}") from None
     if (spec.target.in_channels, spec.target.out_channels) != (layer.in_channels, layer.out_channels) or \
-            spec.target.kernel_size != layer.kernel_size or spec.target.stride != layer.stride:
+            spec.target.kernel_size != layer.kernel_size or spec.target.stride != layer.stride or \
+            spec.target.dilation != layer.dilation:
         raise SpecError(f"`{where}.spec`: its target ({spec.target}) is not the layer's convolution")
     after = _checked(raw.get("after"), cost(spec), f"{where}.after")
     fraction = raw["coverage"] if raw.get("coverage") is not None else coverage(spec).fraction

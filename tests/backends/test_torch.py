@@ -247,3 +247,33 @@ def test_random_solver_designs():
         params, flops, shape, ref, size = measured(spec, batch=1)
         c = cost(spec, size)
         assert (params, flops, shape) == (c.total_params, 2 * c.macs, ref), spec.target.describe()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:The TorchScript type system:UserWarning")
+@pytest.mark.parametrize("name", CASES)
+def test_built_modules_are_standard_pytorch(name):
+    """Only torch classes (a chain of convs and batch norms: nn.Sequential; else a torch.fx GraphModule), the
+    state_dict keys of the interpreted SpecModule, scriptable, and a pickle round trip computes the same."""
+    import io
+
+    spec = case(name)
+    m = tb.build_module(spec, seed=0).eval()
+    assert all(type(sub).__module__.startswith("torch.") for sub in m.modules())
+    ids = list(spec.order)
+    chain = ids[-1] == spec.output and all(
+        spec.node_map[b].op in ("conv2d", "batch_norm") and spec.node_map[b].inputs == (a,)
+        for a, b in zip(ids, ids[1:], strict=False))
+    assert isinstance(m, nn.Sequential if chain else torch.fx.GraphModule)
+    assert list(m.state_dict()) == list(tb.SpecModule(spec).state_dict())
+    x = torch.randn(2, spec.target.in_channels, *resolve_input_size(spec))
+    reference = tb.SpecModule(spec).eval()
+    reference.load_state_dict(m.state_dict())
+    buffer = io.BytesIO()
+    torch.save(m, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    with torch.no_grad():
+        y = m(x)
+        torch.testing.assert_close(y, reference(x), rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x), y, rtol=0, atol=0)
+        torch.testing.assert_close(torch.jit.script(m)(x), y)

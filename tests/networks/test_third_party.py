@@ -64,7 +64,7 @@ MODELS = {
     "mobilenetv3_small_w7d20": _pytorchcv("mobilenetv3", "mobilenetv3_small_w7d20"),
     "shufflenetv2_wd2": _pytorchcv("shufflenetv2", "shufflenetv2_wd2"),
     "xception": _pytorchcv("xception", "xception"),
-    "drnc26": _pytorchcv("drn", "drnc26"),  # dilated
+    "drnc26": _pytorchcv("drn", "drnc26"),  # dilated (2 and 4): planned on their dilated windows
     "igcv3_wd4": _pytorchcv("igcv3", "igcv3_wd4"),  # grouped 1x1 convs
     "efficientnet_b0b": _pytorchcv("efficientnet", "efficientnet_b0b"),  # TF padding by F.pad outside the convs
     "efficientnet-b0-static": _efficientnet(SIZE),
@@ -142,12 +142,23 @@ OSC_SUBSET = ("resnet10", "resnext14_16x4d", "shufflenetv2_wd2", "mobilenetv3_sm
 CASES = [(name, "osc-2") for name in MODELS] + [(name, "osc") for name in OSC_SUBSET]
 
 
+_CONVERTED: dict[tuple[str, str], tuple] = {}
+
+
+def _converted(name: str, policy: str):
+    """The plan and the converted model of one architecture and policy (built once)."""
+    if (name, policy) not in _CONVERTED:
+        model, found, *_ = _original(name)
+        plan = plan_network(_plannable(found.layers), policy, network=name)
+        _CONVERTED[name, policy] = (plan, convert(model, plan).eval())
+    return _CONVERTED[name, policy]
+
+
 @pytest.mark.parametrize(("name", "policy"), CASES)
 def test_convert_keeps_every_shape_and_count(name, policy):
     model, found, x, shapes, flops_before, y_before = _original(name)
     before_state = _state(model)
-    plan = plan_network(_plannable(found.layers), policy, network=name)
-    converted = convert(model, plan)
+    plan, converted = _converted(name, policy)
     replaced = [lp.layer.name for lp in plan.layers if lp.replaced]
     assert replaced, "nothing was replaced"
     new_shapes, flops_after, y_after = _first_shapes(converted, replaced, x)
@@ -176,6 +187,97 @@ def test_convert_keeps_every_shape_and_count(name, policy):
     kept_macs = sum(_macs(layer) for layer in found.layers if layer.name not in planned_before)
     assert flops_before == 2 * (plan.total("before", "macs") + kept_macs)
     assert flops_after == 2 * (plan.total("after", "macs") + kept_macs)
-    for lp in plan.layers:  # dilated convs are not planned yet: kept, with the plan's reason
-        if lp.layer.dilation != (1, 1):
-            assert not lp.replaced and lp.reason.startswith("dilated conv"), lp.layer.name
+    for lp in plan.layers:  # dilated convs are planned on their dilated window, and say what was searched
+        if lp.layer.dilation != (1, 1) and lp.replaced:
+            assert lp.chosen.spec.target.dilation == lp.layer.dilation and lp.chosen.coverage == 1.0, lp.layer.name
+            assert "designed for the undilated target" in lp.reason, lp.layer.name
+    dilated = [lp for lp in plan.layers if lp.layer.dilation != (1, 1)]
+    assert all(lp.replaced for lp in dilated if lp.layer.groups < lp.layer.in_channels), name
+
+
+# ------------------------------------------------------------------------------------------ standard PyTorch out
+
+
+def _scripts(model: nn.Module) -> bool:
+    try:
+        torch.jit.script(model)
+    except Exception:  # noqa: BLE001 - TorchScript raises many kinds; all mean "does not script"
+        return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:The TorchScript type system:UserWarning")
+@pytest.mark.parametrize("name", MODELS)
+def test_converted_model_is_standard_pytorch_and_its_state_dict_round_trips(name):
+    model, _, x, _, _, _ = _original(name)
+    plan, converted = _converted(name, "osc-2")
+    own = {type(m) for m in model.modules()}
+    for module_name, module in converted.named_modules():  # only torch's classes beside the model's own
+        cls = type(module)
+        assert cls in own or cls.__module__.startswith("torch."), (module_name, cls)
+    for lp in plan.layers:
+        if lp.replaced:
+            replacement = converted.get_submodule(lp.layer.name)
+            assert all(type(m).__module__.startswith("torch.") for m in replacement.modules()), lp.layer.name
+    torch.manual_seed(1)  # a fresh build of the same structure, other weights, loads the state_dict
+    fresh = convert(MODELS[name]().eval(), plan).eval()
+    with torch.no_grad():
+        assert not torch.equal(fresh(x), converted(x))
+        fresh.load_state_dict(converted.state_dict())
+        torch.testing.assert_close(fresh(x), converted(x), rtol=0, atol=0)
+    if _scripts(model):  # none of these third-party models scripts today; the converted one must when it does
+        scripted = torch.jit.script(converted)
+        torch.testing.assert_close(scripted(x), converted(x))
+
+
+EXPORTED = ("resnet10", "shufflenetv2_wd2", "drnc26", "efficientnet-b0-dynamic")
+"""``torch.export.export`` (seconds each) runs on these: plain, shuffles, dilated, run-time "same" padding."""
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_converted_model_passes_torch_export(name):
+    _, _, x, _, _, _ = _original(name)
+    _, converted = _converted(name, "osc-2")
+    exported = torch.export.export(converted, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), converted(x))
+
+
+_LOAD_ALONE = """
+import importlib.abc, sys
+class NoOscDesign(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "osc_design" or name.startswith("osc_design."):
+            raise ImportError("osc_design must not be needed to load a converted model: " + name)
+        return None
+sys.meta_path.insert(0, NoOscDesign())
+import torch
+for name in sys.argv[1:]:
+    model = torch.load(name + ".pt", weights_only=False)
+    x, y = torch.load(name + ".io.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), y, rtol=0, atol=0)
+    assert not any(m.startswith("osc_design") for m in sys.modules), name
+print("loaded", len(sys.argv) - 1)
+"""
+
+
+def test_converted_models_load_with_torch_alone(tmp_path):
+    """Saved with ``torch.save``, loaded in a fresh interpreter that cannot import osc_design (the EXPORTED
+    architectures: every kind of replacement module, one interpreter start)."""
+    import os
+    import subprocess
+    import sys
+
+    names = list(EXPORTED)
+    for name in names:
+        _, _, x, _, _, _ = _original(name)
+        _, converted = _converted(name, "osc-2")
+        with torch.no_grad():
+            torch.save((x, converted(x)), tmp_path / f"{name}.io.pt")
+        torch.save(converted, tmp_path / f"{name}.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", _LOAD_ALONE, *names], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["loaded", str(len(names))]
