@@ -323,3 +323,39 @@ def test_export_with_weights_writes_a_module_that_starts_from_the_projection(tmp
             assert np.allclose(got[nid]["weight"], arrays["weight"], atol=1e-5)
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--weights", str(tmp_path / "d.json")])
     assert bad.exit_code == 2 and "--weights" in bad.output
+
+
+@pytest.mark.parametrize("family", ["depthwise-separable", "osc-2", "osc"])
+def test_a_dilated_design_is_recovered_from_its_taps_on_the_dilated_grid(family):
+    from osc_design.networks.plan import dilate
+
+    plain = get_family(family).build(Target(8, 8, 3))
+    spec = dilate(plain, Target(8, 8, 3, padding=(2, 3), dilation=(2, 3)))
+    params = _random_params(spec, np.random.default_rng(4))
+    d = dense_kernel(spec, params)
+    win = kernel_window(spec)
+    assert win.size == (5, 7)  # the dilated window
+    taps = d[:, :, ::2, ::3]
+    assert np.isclose(np.linalg.norm(taps), np.linalg.norm(d), rtol=1e-12)  # nothing between the taps
+    found = project(spec, taps, max_iter=2000)
+    assert found.error < 1e-10, (found.method, found.error)
+
+
+def test_convert_projects_a_dilated_conv_onto_its_dilated_design():
+    from torch import nn
+
+    from osc_design.networks.convert import convert
+    from osc_design.networks.extract import extract_network
+    from osc_design.networks.plan import plan_network
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=True)).double()
+    _make_separable(model)
+    plan = plan_network(extract_network(model, (3, 16, 16)).layers[1:], "depthwise-separable")
+    assert plan.layers[0].chosen.spec is not None  # the dilated conv is planned, not kept
+    converted, report = convert(model, plan, weights="project", report=True)
+    assert report["2"].error < 1e-10
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(converted(x), model(x), atol=1e-10)

@@ -336,7 +336,8 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
         handles.append(module.register_forward_hook(leave, always_call=True))
     try:
         with torch.no_grad(), Convs():
-            twin(torch.zeros((1, *shape), device=device))
+            dtype = next((p.dtype for p in twin.parameters() if p.is_floating_point()), None)  # a double model
+            twin(torch.zeros((1, *shape), device=device, dtype=dtype))
     finally:
         for handle in handles:
             handle.remove()

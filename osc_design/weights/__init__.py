@@ -56,7 +56,8 @@ METHODS = ("auto", "closed", "iterative")
 def kernel_window(spec: LayerSpec) -> Window:
     """The offsets :func:`dense_kernel` spans: ``lo`` (per axis, input pixels relative to ``q * s``) and ``size``.
 
-    The target's window is ``lo = -padding``, ``size = kernel_size``.
+    The target's window is ``lo = -padding``, ``size = dilation * (kernel_size - 1) + 1`` (a dilated
+    target's taps sit every ``dilation`` offsets; the offsets between them count as error).
     """
     check_type(spec, LayerSpec, "spec")
     return window(spec)
@@ -146,8 +147,8 @@ def _target(spec: LayerSpec, weight: Any, win: Window) -> np.ndarray:
     if w.shape[1] != t.in_channels:
         w = expand_groups(w, t.in_channels)
     out = np.zeros((t.out_channels, t.in_channels, *win.size))
-    y, x = win.index((-t.padding[0], -t.padding[1]))
-    out[:, :, y:y + t.kernel_size[0], x:x + t.kernel_size[1]] = w
+    (y, x), (kh, kw), (dh, dw) = win.index((-t.padding[0], -t.padding[1])), t.kernel_size, t.dilation
+    out[:, :, y:y + dh * (kh - 1) + 1:dh, x:x + dw * (kw - 1) + 1:dw] = w  # tap t at offset d * t - p
     return out
 
 

@@ -55,7 +55,7 @@ def window(spec: LayerSpec) -> Window:
     >>> window(get_family("depthwise-separable").build(Target(8, 8, 3)))
     Window(lo=(-1, -1), size=(3, 3))
     """
-    (kh, kw), (ph, pw) = spec.target.kernel_size, spec.target.padding
+    (kh, kw), (ph, pw), (dh, dw) = spec.target.kernel_size, spec.target.padding, spec.target.dilation
     span: dict[str, tuple[int, int, int, int]] = {}  # lo_h, hi_h, lo_w, hi_w
     for nid in spec.order:
         node = spec.node_map[nid]
@@ -75,8 +75,10 @@ def window(spec: LayerSpec) -> Window:
             span[nid] = (lo_h - dy, hi_h - dy, lo_w - dx, hi_w - dx)
         else:
             span[nid] = (lo_h, hi_h, lo_w, hi_w)
-    lo_h, hi_h = min([-ph] + [s[0] for s in span.values()]), max([kh - 1 - ph] + [s[1] for s in span.values()])
-    lo_w, hi_w = min([-pw] + [s[2] for s in span.values()]), max([kw - 1 - pw] + [s[3] for s in span.values()])
+    lo_h = min([-ph] + [s[0] for s in span.values()])
+    hi_h = max([dh * (kh - 1) - ph] + [s[1] for s in span.values()])
+    lo_w = min([-pw] + [s[2] for s in span.values()])
+    hi_w = max([dw * (kw - 1) - pw] + [s[3] for s in span.values()])
     return Window((lo_h, lo_w), (hi_h - lo_h + 1, hi_w - lo_w + 1))
 
 
