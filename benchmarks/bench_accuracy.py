@@ -117,7 +117,7 @@ def run_family(family: str, base: nn.Module, data: tuple[torch.Tensor, ...], see
     plan = plan_for(base, family)
     row: dict[str, Any] = {}
     torch.manual_seed(1000 + seed)
-    scratch = convert(cnn(), plan)
+    scratch = convert(cnn(), plan, weights="random")
     row["params"], row["macs"] = counts(scratch)
     row["scratch"] = train(scratch, data, epochs, seed)[epochs]
     start = time.perf_counter()

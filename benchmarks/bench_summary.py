@@ -124,7 +124,7 @@ def main() -> None:
         t_extract, found = _best(lambda m=model: od.extract_network(m, shape), args.repeat)
         plannable = [layer for layer in found.layers if layer.keep_reason is None]
         t_plan, plan = _best(lambda f=plannable, n=name: od.plan_network(f, args.policy, network=n), 1)
-        t_convert, _ = _best(lambda m=model, p=plan: od.convert(m, p), 1)
+        t_convert, _ = _best(lambda m=model, p=plan: od.convert(m, p, weights="random"), 1)
         params, mult_adds, fv = _reference(model, x)
         conv_linear = s.macs_by_kind["conv"] + s.macs_by_kind["linear"]
         shown = f"{first:6.2f}" if index == 0 and first is not None else f"{'-':>6}"

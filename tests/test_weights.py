@@ -275,7 +275,7 @@ def test_convert_with_projected_weights_keeps_an_exact_layer_and_reports_errors(
     assert list(report) == ["2"] and report["2"].error < 1e-10
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     assert torch.allclose(converted(x), model(x), atol=1e-10)
-    randomised, empty = convert(model, plan, report=True)
+    randomised, empty = convert(model, plan, weights="random", report=True)
     assert empty == {} and not torch.allclose(randomised(x), model(x))
 
 

@@ -99,7 +99,7 @@ def test_dilated_layers_plan_save_load_convert_and_script(tmp_path):
     assert '"dilation": [\n' in path.read_text() and '"dilated_by"' in path.read_text()
     loaded = load_plan(path)
     assert loaded == plan
-    converted = convert(model, loaded).eval()
+    converted = convert(model, loaded, weights="random").eval()
     with torch.no_grad():
         for size in (24, 19):  # the per-layer shape rule at the planned size and another one
             x = torch.randn(2, 3, size, size)

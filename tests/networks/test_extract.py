@@ -269,7 +269,7 @@ def test_convert_keeps_shapes_and_dynamic_padding_at_other_sizes():
     layers = extract_network(model, (3, 32, 32)).layers
     plan = plan_network([layer for layer in layers if layer.keep_reason is None], "osc-2")
     assert [lp.replaced for lp in plan.layers] == [True, True, True]
-    converted = convert(model, plan)
+    converted = convert(model, plan, weights="random")
     assert type(converted.stem[0]).__name__ == "SamePad2d" and isinstance(converted.stem[0], torch.fx.GraphModule)
     assert isinstance(converted.body[0], nn.ZeroPad2d)
     assert isinstance(converted.mid[0], nn.ZeroPad2d) and converted.kept is not model.kept
@@ -288,20 +288,20 @@ def test_convert_refuses_a_kept_layer_and_a_mismatch():
     plan = plan_network(layers, "osc-2")  # the planner keeps what extraction keeps, with its reason
     kept = next(lp for lp in plan.layers if lp.layer.name == "kept")
     assert not kept.replaced and "StdConv2d" in kept.reason
-    converted = convert(model, plan)
+    converted = convert(model, plan, weights="random")
     assert type(converted.kept) is StdConv2d
     assert all(torch.equal(a, b) for a, b in zip(converted.kept.state_dict().values(),
                                                   model.kept.state_dict().values(), strict=True))
     blind = [dataclasses.replace(layer, keep_reason=None) for layer in layers]  # a plan told of no reason
     with pytest.raises(SpecError, match="'kept' is kept, the plan cannot replace it: StdConv2d"):
-        convert(model, plan_network(blind, "osc-2"))
+        convert(model, plan_network(blind, "osc-2"), weights="random")
     other = extract_network(model, (3, 30, 30)).layers  # the static wrapper pads another amount than at 32
     plan = plan_network(other[1:2], "osc-2")
-    assert convert(model, plan)  # the same model, extracted at 30: its own geometry
+    assert convert(model, plan, weights="random")  # the same model, extracted at 30: its own geometry
     moved = Wrapped().eval()
     moved.body.static_padding = nn.ZeroPad2d((1, 1, 1, 1))
     with pytest.raises(SpecError, match="'body' does not match the plan"):
-        convert(moved, plan)
+        convert(moved, plan, weights="random")
 
 
 def test_description_round_trip_and_old_files():

@@ -33,7 +33,7 @@ def test_converted_network_exports_to_onnx_with_the_same_logits(policy):
     model = build_model("cifar-resnet20").eval()
     plan = plan_network(catalog_layers("cifar-resnet20"), policy)
     assert any(lp.chosen.spec is not None for lp in plan.layers)
-    converted = convert(model, plan).eval()
+    converted = convert(model, plan, weights="random").eval()
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     buf = io.BytesIO()
     with warnings.catch_warnings():

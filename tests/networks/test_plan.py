@@ -51,7 +51,7 @@ def test_converted_model_counts_and_forward():
     model = build_model("cifar-resnet20")
     before_state = {k: v.clone() for k, v in model.state_dict().items()}
     plan = plan_network(catalog_layers("cifar-resnet20"), "bsconv-s", options={"p": 0.25, "with_bn": True})
-    converted = convert(model, plan)
+    converted = convert(model, plan, weights="random")
     assert sum(p.numel() for p in converted.parameters() if p.requires_grad) == 33_105
     assert all(torch.equal(before_state[k], v) for k, v in model.state_dict().items())  # original untouched
     x = torch.randn(2, 3, 32, 32)
@@ -84,7 +84,7 @@ def test_converted_osc_model_with_grouped_and_biased_convs():
     reasons = {lp.layer.name: lp.reason for lp in plan.layers}
     assert reasons["4"] == "depthwise conv: already separable"
     assert plan.layers[1].replaced and plan.layers[1].chosen.spec.options_dict["lifted_groups"] == 4
-    converted = convert(model, plan)
+    converted = convert(model, plan, weights="random")
     x = torch.randn(1, 8, 12, 12)
     assert converted(x).shape == model(x).shape
     assert sum(p.numel() for p in converted.parameters()) == plan.total("after", "total_params")

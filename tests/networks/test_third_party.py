@@ -150,7 +150,7 @@ def _converted(name: str, policy: str):
     if (name, policy) not in _CONVERTED:
         model, found, *_ = _original(name)
         plan = plan_network(_plannable(found.layers), policy, network=name)
-        _CONVERTED[name, policy] = (plan, convert(model, plan).eval())
+        _CONVERTED[name, policy] = (plan, convert(model, plan, weights="random").eval())
     return _CONVERTED[name, policy]
 
 
@@ -220,7 +220,7 @@ def test_converted_model_is_standard_pytorch_and_its_state_dict_round_trips(name
             replacement = converted.get_submodule(lp.layer.name)
             assert all(type(m).__module__.startswith("torch.") for m in replacement.modules()), lp.layer.name
     torch.manual_seed(1)  # a fresh build of the same structure, other weights, loads the state_dict
-    fresh = convert(MODELS[name]().eval(), plan).eval()
+    fresh = convert(MODELS[name]().eval(), plan, weights="random").eval()
     with torch.no_grad():
         assert not torch.equal(fresh(x), converted(x))
         fresh.load_state_dict(converted.state_dict())

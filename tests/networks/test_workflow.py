@@ -80,7 +80,7 @@ def test_describe_network_from_load_plan_convert(model_file, tmp_path):
     namespace: dict = {}
     exec(compile(model_file.read_text(), str(model_file), "exec"), namespace)
     model = namespace["make"]().eval()
-    converted = od.convert(model, plan)
+    converted = od.convert(model, plan, weights="random")
     x = torch.randn(2, 3, 32, 32)
     assert converted(x).shape == model(x).shape == (2, 10)
     assert sum(lp.replaced for lp in plan.layers) == 3
@@ -100,9 +100,9 @@ def test_loaded_plan_converts_to_the_same_model():
             if f.compare:
                 assert getattr(mine, f.name) == getattr(theirs, f.name), (mine.layer.name, f.name)
     torch.manual_seed(1)
-    a = od.convert(model, plan)
+    a = od.convert(model, plan, weights="random")
     torch.manual_seed(1)
-    b = od.convert(model, loaded)
+    b = od.convert(model, loaded, weights="random")
     assert str(a) == str(b)
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
