@@ -13,6 +13,7 @@ from ..errors import OptionError
 from . import output as out
 from ._app import app
 from .compare import latency_model
+from .conversion import ConvertOpt, ExportOnnxOpt, WeightsOpt, check_conversion, write_conversion
 from .options import (
     DEFAULT_MODEL_INPUT,
     BatchOpt,
@@ -117,36 +118,42 @@ def one_source(name: str | None, model: str | None, input_size: str | None, *oth
         raise typer.BadParameter("--input-size is for --model or a catalogue network", param_hint="'--input-size'")
 
 
-def extract_model(ref: str, input_size: str | None) -> tuple[str, Any, tuple[int, ...]]:
-    """``--model``: the model's name, its :class:`~osc_design.networks.extract.Extraction` and input shape."""
+def extract_model(ref: str, input_size: str | None) -> tuple[str, Any, tuple[int, ...], Any]:
+    """``--model``: the model's name, its :class:`~osc_design.networks.extract.Extraction`, input shape and the
+    model itself."""
     from ..networks.extract import extract_network
 
     model = load_model(ref)
     shape = parse_shape(input_size) or DEFAULT_MODEL_INPUT
     try:
-        return type(model).__name__, extract_network(model, shape), shape
+        return type(model).__name__, extract_network(model, shape), shape, model
     except Exception as e:  # the user's forward pass failed on this input
         shown = "x".join(map(str, shape))
         raise typer.BadParameter(f"{ref!r}: the forward pass on an input of 1x{shown} raised {type(e).__name__}: "
                                  f"{e}", param_hint="'--model'") from None
 
 
-def _layers(name: str | None, from_file: Path | None, model: str | None, input_size: str | None) -> tuple[str, Any]:
-    """The network's name and conv layers: from a description file (``--from``), a model (``--model``) or
-    else the catalogue."""
+def _layers(name: str | None, from_file: Path | None, model: str | None, input_size: str | None,
+            runnable: bool = False) -> tuple[str, Any, Any]:
+    """The network's name, conv layers and, with ``runnable``, ``(torch model, input shape)`` (else ``None``):
+    from a description file (``--from``), a model (``--model``) or else the catalogue."""
     if from_file is not None:
         from ..networks.description import load_network
 
-        return load_network(from_file)
+        return (*load_network(from_file), None)
     if model is not None:
-        network, found, _ = extract_model(model, input_size)
-        return network, found.layers
-    from ..networks.catalog import catalog_layers
+        network, found, shape, torch_model = extract_model(model, input_size)
+        return network, found.layers, (torch_model, shape) if runnable else None
+    from ..networks.catalog import catalog_layers, network_input_shape
 
     assert name is not None
     check_catalogue(name)
     fixed_size(input_size)
-    return name, catalog_layers(name)
+    if not runnable:
+        return name, catalog_layers(name), None
+    from ..networks.torch_models import build_model
+
+    return name, catalog_layers(name), (build_model(name), network_input_shape(name))
 
 
 def _usage_error(e: OptionError, budgets: dict[str, float | None],
@@ -161,7 +168,7 @@ def _usage_error(e: OptionError, budgets: dict[str, float | None],
                                   param_hint="'--budget-*'")
     if e.rule == "needs-latency":
         what = "--objective latency" if objective is PlanObjective.latency else "--budget-latency"
-        return typer.BadParameter(f"{what} needs --backend torch or jax", param_hint="'--backend'")
+        return typer.BadParameter(f"{what} needs --backend torch, jax or onnxruntime", param_hint="'--backend'")
     if e.rule == "latency-twice":
         return typer.BadParameter("--budget-latency caps latency while params are minimised: drop --objective "
                                   "latency", param_hint="'--budget-latency'")
@@ -190,10 +197,14 @@ def network_cmd(
     batch: BatchOpt = 8,
     option: Annotated[list[str] | None, typer.Option("--option",
         help="Family option KEY=VALUE (repeatable), e.g. --option p=0.25.")] = None,
+    convert: ConvertOpt = None,
+    export_onnx: ExportOnnxOpt = None,
+    weights: WeightsOpt = None,
     fmt: FormatOpt = Format.table,
     output: Output = None,
 ) -> None:
-    """Plan a design for every convolution of a network, with totals before and after.
+    """Plan a design for every convolution of a network, with totals before and after; with --convert or
+    --export-onnx, the converted model written too.
 
     --policy any draws from every family and the OSC Pareto front.
 
@@ -204,9 +215,11 @@ def network_cmd(
     check_output(output)
     one_source(name, model_ref, input_size, from_file,
                what="a catalogue network name or --from FILE or --model MODULE:CALLABLE")
+    check_conversion(convert, export_onnx, weights, from_file)
     options = _parse_options(option)
     _check_policy(policy, options)
-    network, layers = _layers(name, from_file, model_ref, input_size)
+    network, layers, runnable = _layers(name, from_file, model_ref, input_size,
+                                        convert is not None or export_onnx is not None)
     budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
     from ..networks.plan import plan_network
 
@@ -225,6 +238,8 @@ def network_cmd(
         close()
         close_timing()
     _check_option_values(plan, options)
+    if runnable is not None:
+        write_conversion(runnable[0], plan, runnable[1], weights, convert, export_onnx)
     if not out.emit_document(fmt, output, plan.to_dict, plan.rows):
         from .. import _render as r
 
@@ -251,7 +266,7 @@ def describe_cmd(
     check_output(output)
     one_source(name, model_ref, input_size)
     if model_ref is not None:
-        network, found, shape = extract_model(model_ref, input_size)
+        network, found, shape, _ = extract_model(model_ref, input_size)
         doc = layers_to_dict(network, found.layers, shape, found.others)
     else:
         from ..networks.catalog import catalog_layers, network_input_shape

@@ -52,13 +52,13 @@ def _non_negative(value: int) -> int:
     return value
 
 
-def check_output(output: Path | None) -> None:
-    """A usage error unless ``output`` (``--output``) is absent or a file path that can be written."""
+def check_output(output: Path | None, flag: str = "--output") -> None:
+    """A usage error unless ``output`` (option ``flag``) is absent or a file path that can be written."""
     if output is None:
         return
     parent = output.parent if str(output.parent) else Path(".")
     if output.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise typer.BadParameter(f"{str(output)!r} is not a writable file path", param_hint="'--output'")
+        raise typer.BadParameter(f"{str(output)!r} is not a writable file path", param_hint=f"'{flag}'")
 
 
 # -- options used by several commands, each after its choices -------------------------
