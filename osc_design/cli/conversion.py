@@ -74,8 +74,9 @@ def write_conversion(model: Any, plan: Any, shape: tuple[int, ...], weights: Wei
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(converted, (x,), buf, dynamo=False, opset_version=17, input_names=["input"],
-                              output_names=["output"], dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
+            torch.onnx.export(converted, (x,), buf,  # type: ignore[arg-type]  # a file object works too
+                              dynamo=False, opset_version=17, input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
         write_bytes(export_onnx, buf.getvalue())
 
 
