@@ -67,3 +67,42 @@ def test_readme_network_commands_run(line, tmp_path):
     assert line in README
     result = _run(shlex.split(line)[1:], tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_worked_example_on_a_model_outside_the_catalogue(tmp_path):
+    """The "Your own models" example, as written: the model file, every command, the table it shows and
+    the Python session (each ``# True`` and ``# Summary(...)`` comment is what the line gives)."""
+    torch = pytest.importorskip("torch")
+    source = next(body for lang, body in BLOCKS if lang == "python" and body.startswith("# tinynet.py"))
+    (tmp_path / "tinynet.py").write_text(source)
+    commands = next(body for lang, body in BLOCKS if lang == "bash" and "--model tinynet.py:make" in body)
+    for line in commands.strip().splitlines():
+        result = _run(shlex.split(line.split("#")[0])[1:], tmp_path)
+        assert result.returncode == 0, (line, result.stderr)
+    for name in ("tinynet.json", "plan.json", "tinynet.pt2", "tinynet.onnx"):
+        assert (tmp_path / name).stat().st_size > 0
+    shown = next(body for lang, body in BLOCKS if lang == "text" and body.startswith("layer   target"))
+    table = _run(["network", "--model", "tinynet.py:make", "--input-size", "3x64x64", "--policy", "osc-2"],
+                 tmp_path).stdout
+    assert table.startswith(shown.rstrip("\n"))
+    session = next(body for lang, body in BLOCKS if lang == "python" and "od.load_plan" in body)
+    namespace: dict = {}
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import os
+
+        cwd = os.getcwd()
+        os.chdir(tmp_path)
+        for line in session.strip().splitlines():
+            code, _, comment = line.partition("#")
+            comment = comment.strip()
+            if comment == "True" or comment.startswith("Summary("):
+                value = eval(code, namespace)  # the README's own line, an expression
+                assert (value is True) if comment == "True" else repr(value) == comment, line
+            else:
+                exec(code, namespace)
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("tinynet", None)
+    assert isinstance(namespace["converted"], torch.nn.Module)
