@@ -360,7 +360,7 @@ def to_onnx(  # long: one straight walk over the program, folding and metadata
     >>> from osc_design import Target, get_family
     >>> m = to_onnx(get_family("osc").build(Target(16, 16, 3)))
     >>> [n.op_type for n in m.graph.node], m.opset_import[0].version
-    (['Conv', 'Conv'], 17)
+    (['Conv', 'Conv', 'Conv', 'Reshape', 'Transpose', 'Reshape', 'Conv'], 17)
     """
     from .. import __version__
 
