@@ -85,20 +85,23 @@ class Timing:
     """A timed quantity over ``runs`` timed calls: median, spread (interquartile range) and minimum, seconds.
 
     ``best`` (the fastest call) is ``None`` where unknown (a timing given as a bare number, an
-    interpolated one without timed neighbours).
+    interpolated one without timed neighbours). ``alone``: for an op's cost inside a graph
+    (:func:`marginal`), the median of the op timed alone (``None`` otherwise).
     """
 
     median: float
     spread: float
     runs: int
     best: float | None = None
+    alone: float | None = None
 
     def value(self, statistic: str = "median") -> float:
         """``median``, or with ``statistic="min"`` the fastest call (the median where that is unknown)."""
         return self.best if statistic == "min" and self.best is not None else self.median
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"median": self.median, "spread": self.spread, "runs": self.runs, "min": self.best}
+        out = {"median": self.median, "spread": self.spread, "runs": self.runs, "min": self.best}
+        return out if self.alone is None else {**out, "alone": self.alone}
 
 
 @dataclass(frozen=True)
@@ -316,7 +319,7 @@ CHAIN_EXTRA = 2
 def marginal(one: Timing, chain: Timing, extra: int) -> Timing:
     """The cost of one more copy of an op inside a graph: ``(chain - one) / extra``, from the timings of the op
     alone and of a chain of ``1 + extra`` copies (median and minimum each; clipped at 0). The spread is the
-    root-sum-square of the two spreads over ``extra``.
+    root-sum-square of the two spreads over ``extra``; ``alone`` the op's median alone.
 
     >>> t = marginal(Timing(1.0, 0.1, 9, 0.9), Timing(2.0, 0.2, 7, 1.7), 2)
     >>> t.median, round(t.spread, 4), t.runs, round(t.best, 4)
@@ -324,7 +327,7 @@ def marginal(one: Timing, chain: Timing, extra: int) -> Timing:
     """
     best = None if one.best is None or chain.best is None else max((chain.best - one.best) / extra, 0.0)
     return Timing(max((chain.median - one.median) / extra, 0.0), math.hypot(one.spread, chain.spread) / extra,
-                  min(one.runs, chain.runs), best)
+                  min(one.runs, chain.runs), best, one.median)
 
 
 def measure_specs(specs: list[LayerSpec], ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
