@@ -307,7 +307,7 @@ def measure_ops(keys: list[OpKey], ctx: Context, policy: TimingPolicy = TimingPo
             spec, node = key_spec(k)
             fns.append(timer.node_call(spec, node))
             chained.append(chain is not None and chainable(k))
-            if chained[-1]:
+            if chain is not None and chained[-1]:
                 fns.append(chain(spec, node, 1 + CHAIN_EXTRA))
         timings = iter(time_round_robin(fns, policy, timer.sync))
         return [marginal(next(timings), next(timings), CHAIN_EXTRA) if c else next(timings) for c in chained]
