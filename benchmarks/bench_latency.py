@@ -19,7 +19,8 @@ Reported per backend:
 
 * the relative error ``|predicted - measured| / measured`` of the chosen design (median, 90th
   percentile; goal: median under 25 %), the same over every measured design, and over every measured
-  design for the simple model (the plain sum of the isolated op timings, without the overhead terms);
+  design for the simple model (the plain sum of the op timings, without the overhead and edge terms; on
+  onnxruntime the shape-keeping ops' timings are their cost inside a graph);
 * the share of measured designs predicted within +-10 % of measured (the metric latency predictors
   publish: nn-Meter, 99.0 % on a mobile CPU), over every measured design and over the chosen ones;
 * the measured speed of the chosen design against the plain conv (goal: never slower) and against
@@ -297,7 +298,7 @@ def report(backend: str, result: dict[str, Any], args: argparse.Namespace) -> No
         print(f"  designs predicted within +-10% of measured: {within}/{len(s['all'])} = "
               f"{100 * within / len(s['all']):.1f}%; chosen designs: {sum(e <= 0.10 for e in s['errs'])}/{n}  "
               "(nn-Meter reports 99.0% on a mobile CPU)")
-        print(f"  same, simple model (plain sum of isolated op timings): median "
+        print(f"  same, simple model (plain sum of the op timings): median "
               f"{100 * statistics.median(s['simple']):.1f}%, 90th percentile {100 * _quantile(s['simple'], 0.9):.1f}%")
         slower = sum(x < 1 / (1 + tol) for x in s["vs_conv"])
         strict = sum(x < 1 for x in s["vs_conv"])
