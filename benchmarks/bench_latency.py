@@ -19,7 +19,8 @@ Reported per backend:
 
 * the relative error ``|predicted - measured| / measured`` of the chosen design (median, 90th
   percentile; goal: median under 25 %), the same over every measured design, and over every measured
-  design for the simple model (the plain sum of the isolated op timings, without the overhead terms);
+  design for the simple model (the plain sum of the op timings, without the overhead and edge terms; on
+  onnxruntime the shape-keeping ops' timings are their cost inside a graph);
 * the share of measured designs predicted within +-10 % of measured (the metric latency predictors
   publish: nn-Meter, 99.0 % on a mobile CPU), over every measured design and over the chosen ones;
 * the measured speed of the chosen design against the plain conv (goal: never slower) and against
@@ -47,8 +48,10 @@ one untimed call) scaled to the batch: XLA's CPU convolutions with large kernels
 targets are skipped on that backend and listed.
 
 Timing: a target's missing ops are timed together, round-robin (one warm-up call each, then 3..30
-calls, up to 0.15 s of each op's own calls); its whole modules likewise (two warm-up calls, then 5..30
-calls, up to 0.3 s each). The harness holds glibc's heap steady
+calls, up to 0.15 s of each op's own calls: ``--op-budget``, ``--max-runs``); its whole modules likewise
+(two warm-up calls, then 5..30 calls, up to 0.3 s each: ``--e2e-budget``). On onnxruntime an op that keeps
+its input's shape is timed twice (alone and as a chain of three copies: see
+:func:`osc_design.latency.timing.measure_ops`). The harness holds glibc's heap steady
 (:func:`osc_design.latency.timing.steady_allocator`; ``OSC_DESIGN_STEADY_MALLOC=0`` to compare). The
 1-minute load average is printed: on a shared machine, other work disturbs every timing.
 
@@ -61,7 +64,7 @@ onnxruntime runs each design as one ``InferenceSession`` of its ONNX graph (CPU 
 
 Run: python benchmarks/bench_latency.py [--backends torch jax onnxruntime] [--targets 54] [--batch 8] [--threads 2]
      [--on-miss measure|interpolate] [--refine 3] [--max-conv-s 0.5] [--tolerance 0.05] [--cache-dir DIR]
-     [--markdown] [--json FILE]
+     [--op-budget 0.15] [--e2e-budget 0.3] [--max-runs 30] [--markdown] [--json FILE]
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--tolerance", type=float, default=0.05, help="measurement noise allowed in 'as fast'")
     p.add_argument("--cache-dir", default=None, help="latency cache directory (default: a fresh temporary one)")
     p.add_argument("--max-stages", type=int, default=None)
+    p.add_argument("--op-budget", type=float, default=0.15, help="seconds of timed calls per op (at least 3 calls)")
+    p.add_argument("--e2e-budget", type=float, default=0.3, help="seconds of timed calls per module (at least 5)")
+    p.add_argument("--max-runs", type=int, default=30, help="most timed calls per op or module")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--json", default=None, help="also write every prediction and measurement to this JSON file")
     return p.parse_args()
@@ -161,8 +167,8 @@ def run_backend(backend: str, tlist: list[Any], args: argparse.Namespace, cache_
     from osc_design.registry import get_family
 
     threads = None if backend == "jax" else args.threads
-    op_policy = TimingPolicy(warmup=1, min_runs=3, max_runs=30, budget_s=0.15)
-    e2e_policy = TimingPolicy(warmup=2, min_runs=5, max_runs=30, budget_s=0.3)
+    op_policy = TimingPolicy(warmup=1, min_runs=3, max_runs=max(args.max_runs, 3), budget_s=args.op_budget)
+    e2e_policy = TimingPolicy(warmup=2, min_runs=5, max_runs=max(args.max_runs, 5), budget_s=args.e2e_budget)
     screen = TimingPolicy(warmup=1, min_runs=1, max_runs=1, budget_s=0.0)
     start = time.perf_counter()
     calib = None
@@ -292,7 +298,7 @@ def report(backend: str, result: dict[str, Any], args: argparse.Namespace) -> No
         print(f"  designs predicted within +-10% of measured: {within}/{len(s['all'])} = "
               f"{100 * within / len(s['all']):.1f}%; chosen designs: {sum(e <= 0.10 for e in s['errs'])}/{n}  "
               "(nn-Meter reports 99.0% on a mobile CPU)")
-        print(f"  same, simple model (plain sum of isolated op timings): median "
+        print(f"  same, simple model (plain sum of the op timings): median "
               f"{100 * statistics.median(s['simple']):.1f}%, 90th percentile {100 * _quantile(s['simple'], 0.9):.1f}%")
         slower = sum(x < 1 / (1 + tol) for x in s["vs_conv"])
         strict = sum(x < 1 for x in s["vs_conv"])

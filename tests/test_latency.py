@@ -313,6 +313,10 @@ def stated_design():
     # one XLA program: the tiny conv's 50 (one dispatch and the thread pool's start, paid once), each conv's
     # time beyond it, each other op's time beyond one dispatch (the call's 20): 50 + 350 + 50 + 40
     ("jax", 490.0),
+    # one session: the conv and the batch norm keep their input's shape, so their times are their cost inside a
+    # graph (chain differences) and count whole; the add (two inputs) was timed alone and paid a call: 20 + 400
+    # + 70 + 40
+    ("onnxruntime", 530.0),
 ])
 def test_prediction_composes_stated_op_times(cache_dir, backend, expected_us):
     spec = stated_design()
@@ -323,6 +327,29 @@ def test_prediction_composes_stated_op_times(cache_dir, backend, expected_us):
     assert p.seconds == pytest.approx(expected_us * 1e-6, rel=1e-12)
     assert p.spread == pytest.approx(math.sqrt(len([o for o in p.ops if o.source != "free"])) * 1e-6)
     assert p.cached + p.measured + p.interpolated == sum(o.source != "free" for o in p.ops)
+
+
+def test_onnxruntime_module_pays_its_edges_once(cache_dir):
+    """A chained op's cost in a graph (``median``) and alone (``alone``): a one-op module is the op alone plus the
+    call; a chain of ops pays half the first op's edges (alone - in graph) and half the last's. The ``alone``
+    timings survive the cache file."""
+    b = GraphBuilder(Target(8, 8, 3, input_size=16))
+    dw = b.conv2d(b.input, 8, 3, padding=1, groups=8, name="dw")
+    two = b.build(b.conv2d(dw, 8, 1, name="pw"))
+    keys = dict(op_keys(two))
+    # us: (in a graph, alone)
+    stated = {CALL_KEY.id: (5.0, None), keys["dw"].id: (100.0, 180.0), keys["pw"].id: (300.0, 340.0)}
+
+    def fn(op, ctx):
+        t, alone = stated[op.id]
+        return Timing(t * 1e-6, 0.0, 5, t * 1e-6, None if alone is None else alone * 1e-6)
+
+    p = predict(two, fake_model("onnxruntime", measure_fn=fn))
+    assert p.seconds == pytest.approx((5 + 100 + 300 + (80 + 40) / 2) * 1e-6, rel=1e-12)
+    assert predicted(two, "onnxruntime") == pytest.approx(p.seconds, rel=1e-12)  # from the cache file
+    one = GraphBuilder(Target(8, 8, 3, input_size=16))
+    alone = one.build(one.conv2d(one.input, 8, 3, padding=1, groups=8, name="dw"))
+    assert predicted(alone, "onnxruntime") == pytest.approx((5 + 180) * 1e-6, rel=1e-12)
 
 
 @pytest.mark.parametrize("backend", requested_backends())

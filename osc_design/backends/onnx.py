@@ -68,6 +68,7 @@ __all__ = [
     "to_onnx",
     "export_onnx",
     "node_model",
+    "chain_model",
     "fold_plan",
     "get_weights",
     "set_weights",
@@ -359,7 +360,7 @@ def to_onnx(  # long: one straight walk over the program, folding and metadata
     >>> from osc_design import Target, get_family
     >>> m = to_onnx(get_family("osc").build(Target(16, 16, 3)))
     >>> [n.op_type for n in m.graph.node], m.opset_import[0].version
-    (['Conv', 'Conv'], 17)
+    (['Conv', 'Conv', 'Conv', 'Reshape', 'Transpose', 'Reshape', 'Conv'], 17)
     """
     from .. import __version__
 
@@ -418,6 +419,38 @@ def node_model(spec: LayerSpec, node_id: str, seed: int = 0, batch: int | None =
     g.names.update({v.name: v.name for v in inputs})
     _emitter(step)(g, step, [])
     return _finish(g, step.name, inputs, [_value_info(OUTPUT, spec.channels(node_id), sizes[node_id], batch)], "node")
+
+
+def chain_model(spec: LayerSpec, node_id: str, copies: int, seed: int = 0) -> onnx.ModelProto:
+    """``copies`` of node ``node_id`` of ``spec`` one after the other, from input ``in0`` (never folded).
+
+    The node must read one tensor and give one of the same shape (see
+    :func:`osc_design.latency.opkeys.chainable`); copy ``r`` has the node's weights times ``1 + r/1000``
+    (onnxruntime shares identical initializers between nodes). What :class:`OnnxTimer` times to find an
+    op's cost inside a graph: the difference of two chain lengths leaves out the session call, the
+    input and output and the layout changes at the graph's edges.
+    """
+    if type(copies) is not int or copies < 1:
+        raise SpecError(f"`copies` (={copies!r}) must be a positive integer")
+    size = resolve_input_size(spec)
+    weights = _check_weights(spec, None, seed)
+    g = GraphBuilder(spec, size, weights)
+    node, sizes = spec.node_map[node_id], g.sizes
+    src = node.inputs[0] if len(node.inputs) == 1 else None
+    if src is None or spec.channels(src) != spec.channels(node_id) or sizes[src] != sizes[node_id]:
+        raise SpecError(f"node {node_id!r} does not map one tensor to one of the same shape: it cannot be chained")
+    step, prev = program(spec).step(node_id), "in0"
+    g.names[prev] = prev
+    for r in range(copies):
+        g.weights = {nid: {k: v * np.float32(1 + r / 1000) for k, v in arrays.items()}
+                     for nid, arrays in weights.items()}
+        link = Step(node, f"{step.name}{r}", (prev,))
+        g.names[link.name] = link.name
+        _emitter(link)(g, link, [])
+        prev = link.name
+    shape = (spec.channels(node_id), sizes[node_id])
+    return _finish(g, prev, [_value_info("in0", shape[0], shape[1], None)],
+                   [_value_info(OUTPUT, shape[0], shape[1], None)], "chain")
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -512,9 +545,12 @@ def providers_for(device: str) -> list[str]:
     return [provider] if device == "cpu" else [provider, "CPUExecutionProvider"]
 
 
-def session(model: onnx.ModelProto, *, threads: int | None = None, device: str = "cpu") -> Any:
+def session(model: onnx.ModelProto, *, threads: int | None = None, device: str = "cpu",
+            spinning: bool = True) -> Any:
     """An ``onnxruntime.InferenceSession`` of ``model``: sequential execution, ``threads`` intra-op threads
-    (default: onnxruntime's), one inter-op thread, every graph optimisation on."""
+    (default: onnxruntime's), one inter-op thread, every graph optimisation on; ``spinning=False`` has
+    idle intra-op threads block at once instead of busy-waiting (``session.intra_op.allow_spinning=0``,
+    what :class:`OnnxTimer` uses)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -523,6 +559,8 @@ def session(model: onnx.ModelProto, *, threads: int | None = None, device: str =
     options.inter_op_num_threads = 1
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers_for(device))
 
@@ -535,11 +573,15 @@ def runtime_version(device: str = "cpu") -> str:
 
 
 class OnnxTimer:
-    """Timed onnxruntime calls of whole specs and single nodes (see :meth:`OnnxBackend.timer`).
+    """Timed onnxruntime calls of whole specs, single nodes and chains of a node (see :meth:`OnnxBackend.timer`).
 
     Sessions run sequentially with ``threads`` intra-op threads on the device's execution provider,
-    every graph optimisation on; the graphs are not folded, so a module runs the ops its prediction adds
-    up. Only float32 is timed.
+    every graph optimisation on, and without spinning threads (``spinning=False`` of :func:`session`):
+    each session has its own intra-op pool, whose threads otherwise busy-wait after every call, on the
+    cores the next session timed round-robin needs (a ``64 -> 64``, ``7 x 7`` conv at ``28 x 28``, batch
+    8, 2 threads on 2 cores: 16 ms alone, 46 ms round-robin with three other sessions; 17 ms either
+    way without spinning). The graphs are not folded, so a module runs the ops its prediction adds up.
+    Only float32 is timed.
     """
 
     def __init__(self, device: str, dtype: str, threads: int, batch: int) -> None:
@@ -556,7 +598,7 @@ class OnnxTimer:
         return None
 
     def _call(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Callable[[], Any]:
-        sess = session(model, threads=self.threads, device=self.device)
+        sess = session(model, threads=self.threads, device=self.device, spinning=False)
         return lambda: sess.run(None, feeds)[0]
 
     def module_call(self, spec: LayerSpec, module: Any = None, seed: int = 0) -> Callable[[], Any]:
@@ -576,6 +618,13 @@ class OnnxTimer:
         feeds = {f"in{k}": rng.standard_normal((self.batch, spec.channels(i), *sizes[i]), dtype=np.float32)
                  for k, i in enumerate(spec.node_map[node_id].inputs)}
         return self._call(node_model(spec, node_id, seed), feeds)
+
+    def chain_call(self, spec: LayerSpec, node_id: str, copies: int, seed: int = 0) -> Callable[[], Any]:
+        """The session of :func:`chain_model` (``copies`` of the node in a row), on a fresh input."""
+        rng, sizes = np.random.default_rng(seed), spec.spatial_sizes(resolve_input_size(spec))
+        src = spec.node_map[node_id].inputs[0]
+        x = rng.standard_normal((self.batch, spec.channels(src), *sizes[src]), dtype=np.float32)
+        return self._call(chain_model(spec, node_id, copies, seed), {"in0": x})
 
 
 # ------------------------------------------------------------------------------------------ the backend

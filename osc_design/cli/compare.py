@@ -67,11 +67,12 @@ def check_device(backend: LatencyBackend, device: Device) -> None:
 
 def _check_latency_options(solver: SolverOptions, lat: LatencyOptions) -> None:
     if solver.objective is Objective.latency and lat.backend is None:
-        raise typer.BadParameter("--objective latency needs --backend torch or jax", param_hint="'--objective'")
+        raise typer.BadParameter("--objective latency needs --backend torch, jax or onnxruntime",
+                                 param_hint="'--objective'")
     if lat.refine and solver.objective is not Objective.latency:
         raise typer.BadParameter(f"--refine {lat.refine} needs --objective latency", param_hint="'--refine'")
     if lat.measure and lat.backend is None:
-        raise typer.BadParameter("--measure needs --backend torch or jax", param_hint="'--measure'")
+        raise typer.BadParameter("--measure needs --backend torch, jax or onnxruntime", param_hint="'--measure'")
 
 
 def _latency(designs: Any, model: Any, measure: bool) -> dict[str, dict[str, float]]:

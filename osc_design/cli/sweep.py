@@ -134,7 +134,7 @@ def plot_cmd(
     if output.suffix.lower() not in (".png", ".svg"):
         raise typer.BadParameter(f"{str(output)!r} must end in .png or .svg", param_hint="'--output'")
     if measure and backend is None:
-        raise typer.BadParameter("--measure needs --backend torch or jax", param_hint="'--measure'")
+        raise typer.BadParameter("--measure needs --backend torch, jax or onnxruntime", param_hint="'--measure'")
     from .. import plots
 
     if kind is PlotKind.scaling:

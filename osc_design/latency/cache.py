@@ -115,9 +115,9 @@ class TableKey:
 
 def entry_timing(entry: Mapping[str, Any]) -> Timing:
     """The :class:`Timing` of a cache entry."""
-    best = entry.get("min")
+    best, alone = entry.get("min"), entry.get("alone")
     return Timing(float(entry["median"]), float(entry["spread"]), int(entry["runs"]),
-                  None if best is None else float(best))
+                  None if best is None else float(best), None if alone is None else float(alone))
 
 
 def _empty() -> dict[str, Any]:
@@ -130,9 +130,9 @@ def _valid_entry(entry: Any) -> bool:
     def number(v: Any) -> bool:  # seconds: finite, not negative, an int within float range
         return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= sys.float_info.max
 
-    best = entry.get("min")
+    best, alone = entry.get("min"), entry.get("alone")
     return (number(entry.get("median")) and number(entry.get("spread")) and type(entry.get("runs")) is int
-            and entry["runs"] >= 1 and (best is None or number(best)))
+            and entry["runs"] >= 1 and (best is None or number(best)) and (alone is None or number(alone)))
 
 
 def _problem(data: Any) -> str | None:
@@ -283,7 +283,8 @@ class LatencyCache:
             table = data["tables"].setdefault(key.id, {"context": key.to_dict(), "ops": {}})
             for op, t in timings.items():
                 table["ops"][op.id] = {"op": op.to_dict(), "median": t.median, "spread": t.spread, "runs": t.runs,
-                                       "min": t.best, "time": stamp}
+                                       "min": t.best, **({} if t.alone is None else {"alone": t.alone}),
+                                       "time": stamp}
             self._write(data)
         self._set(data)
 

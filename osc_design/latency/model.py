@@ -22,8 +22,13 @@ latency of a module with no op, the ``call()`` pseudo-op, timed like an op):
   once. With ``b`` the isolated latency of a tiny conv (``8 -> 8``, ``1 x 1`` at ``1 x 1``, the
   ``conv-baseline()`` term), the prediction is ``b + sum_convs max(t_i - b, 0) + sum_others
   max(t_j - c, 0)`` (``c + sum_j max(t_j - c, 0)`` without convs);
-* onnxruntime (one ``InferenceSession`` per module): each op timed in isolation paid one session
-  call, which the module pays once: ``c + sum_i max(t_i - c, 0)``.
+* onnxruntime (one ``InferenceSession`` per module): ops that keep their input's shape
+  (:func:`~osc_design.latency.opkeys.chainable`) are timed inside a graph (the difference of two chain
+  lengths, :func:`~osc_design.latency.timing.marginal`), without the session call and what a graph pays
+  at its edges; each other op timed alone paid one session call, which the module pays once. The
+  module pays its edges once: half the edge cost ``e = alone - t`` (the op timed alone minus its cost
+  in a graph; 0 for ops timed alone) of its first op and half that of its last:
+  ``c + sum_chained t_i + sum_others max(t_j - c, 0) + (e_first + e_last) / 2``.
 
 Each term is the op's median (or, with ``statistic="min"``, its fastest call). The spread of a
 prediction is the square root of the sum of the squared spreads (interquartile ranges) of its terms.
@@ -41,7 +46,7 @@ from typing import Any, Literal
 from ..errors import InfeasibleDesignError, SpecError
 from ..spec import GraphBuilder, LayerSpec, Target
 from .cache import LatencyCache, TableKey, entry_timing
-from .opkeys import BASELINE_CONV_KEY, CALL, CALL_KEY, OpKey, op_keys, standard_grid
+from .opkeys import BASELINE_CONV_KEY, CALL, CALL_KEY, OpKey, chainable, op_keys, standard_grid
 from ..backends import usable_cpus
 from .timing import Context, Timing, TimingPolicy, measure_op, measure_ops, measure_spec, measure_specs
 
@@ -461,6 +466,7 @@ class LatencyModel:
         jax = self.context.backend == "jax"
         has_base = len(keys) > 1 and keys[1][0] == "conv-baseline()"
         terms: list[OpLatency] = []
+        edges: list[float] = []  # onnxruntime: what each chained op timed alone paid beyond its cost in a graph
         fresh = set(fresh)  # measured on demand for this prediction (a repeat counts as measured too)
         try:
             for nid, op in keys:
@@ -473,6 +479,8 @@ class LatencyModel:
                 elif src == "cached" and op.id in fresh:
                     src = "measured"
                 terms.append(OpLatency(nid, op, t.value(self.statistic), t.spread, src))
+                if op.kind != CALL:
+                    edges.append(0.0 if t.alone is None else max(t.alone - t.median, 0.0))
         finally:
             self.flush()
         c = terms[0].seconds
@@ -481,8 +489,10 @@ class LatencyModel:
             base = max(terms[1].seconds, c) if has_base else c
             seconds = base + sum(max(o.seconds - (base if o.op is not None and o.op.kind == "conv2d" else c), 0.0)
                                  for o in ops)
-        elif self.context.backend == "onnxruntime":  # each isolated op paid a session call; the module pays one
-            seconds = c + sum(max(o.seconds - c, 0.0) for o in terms[1:])
+        elif self.context.backend == "onnxruntime":  # chained ops timed inside a graph, others alone
+            seconds = c + sum(o.seconds if o.op is not None and chainable(o.op) else max(o.seconds - c, 0.0)
+                              for o in terms[1:])
+            seconds += (edges[0] + edges[-1]) / 2 if edges else 0.0
         else:
             seconds = c + sum(o.seconds for o in terms[1:])
         spread = math.sqrt(sum(o.spread ** 2 for o in terms))

@@ -8,6 +8,7 @@ backend and thread count are not part of it: they key the cache *table* the op i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ..ops import Add, BatchNorm, ChannelShuffle, Concat, Conv2d, Identity, Inpu
 from ..spec import GraphBuilder, LayerSpec, Pair, Target
 
 __all__ = ["OP_KINDS", "CALL", "CALL_KEY", "BASELINE_CONV_KEY", "OpKey", "conv_key", "op_keys", "node_key", "key_spec",
-           "standard_grid"]
+           "chainable", "standard_grid"]
 
 OP_KINDS = ("conv2d", "channel_shuffle", "permute", "slice", "concat", "add", "shift", "batch_norm")
 """The op kinds that are timed (``input`` and ``identity`` cost nothing)."""
@@ -266,6 +267,24 @@ def key_spec(key: OpKey) -> tuple[LayerSpec, str]:
         y = b.batch_norm(x, name="op")
     out = b.channels(y)
     return b.build(y, family=key.kind, target=Target(c, out, (1, 1), input_size=size)), "op"
+
+
+@functools.lru_cache(maxsize=4096)
+def chainable(key: OpKey) -> bool:
+    """Whether ``key``'s op reads one tensor and gives one of the same shape, so that copies of it can run
+    one after the other (what the onnxruntime timer does to time an op inside a graph).
+
+    >>> chainable(conv_key(8, 8, 3, 5, padding=1)), chainable(conv_key(8, 16, 1, 5)), chainable(CALL_KEY)
+    (True, False, False)
+    """
+    if key.kind == CALL:
+        return False
+    spec, node = key_spec(key)
+    inputs = spec.node_map[node].inputs
+    if len(inputs) != 1:
+        return False
+    sizes = spec.spatial_sizes(spec.target.input_size)
+    return spec.channels(inputs[0]) == spec.channels(node) and sizes[inputs[0]] == sizes[node]
 
 
 CALL_KEY = OpKey(CALL, ())

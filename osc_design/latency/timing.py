@@ -36,8 +36,13 @@ modules in eval mode. JAX runs each op, and each whole module, as one ``jax.jit`
 module's state (its weights) as an argument; XLA's CPU thread pool is fixed at process start (one
 thread per usable core), so the thread count of a JAX table is the number of usable cores.
 onnxruntime runs each op, and each whole module, as one ``InferenceSession`` (sequential execution,
-``threads`` intra-op threads, one inter-op thread, every graph optimisation on) of the ONNX graph of
-:mod:`osc_design.backends.onnx`, unfolded (a module runs the ops its prediction adds up), float32 only.
+``threads`` intra-op threads that do not spin, one inter-op thread, every graph optimisation on) of the
+ONNX graph of :mod:`osc_design.backends.onnx`, unfolded (a module runs the ops its prediction adds up),
+float32 only. An op that keeps its input's shape is timed inside a graph: alone and as a chain of
+``1 +`` :data:`CHAIN_EXTRA` copies, round-robin, the difference over :data:`CHAIN_EXTRA` being its
+timing (:func:`marginal`): that leaves out what a session pays once per call at the graph's edges (the
+call, the input and the output, the NCHW <-> blocked-layout reorders around convs that onnxruntime's
+layout optimisation inserts at a graph's edges, cold caches). Other ops are timed alone.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.metadata
+import math
 import os
 import sys
 import statistics
@@ -55,14 +61,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError, UnknownBackendError
-from .opkeys import OpKey, key_spec
+from .opkeys import OpKey, chainable, key_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends import Timer
     from ..spec import LayerSpec
 
 __all__ = ["Timing", "TimingPolicy", "Context", "time_callable", "time_round_robin", "measure_op", "measure_ops",
-           "measure_spec", "measure_specs", "backend_version", "allocator_mode", "steady_allocator",
+           "measure_spec", "measure_specs", "marginal", "CHAIN_EXTRA", "backend_version", "allocator_mode",
+           "steady_allocator",
            "STEADY_MALLOC_ENV", "DTYPES", "DEVICES", "LATENCY_BACKENDS"]
 
 LATENCY_BACKENDS = ("torch", "jax", "onnxruntime")
@@ -78,20 +85,23 @@ class Timing:
     """A timed quantity over ``runs`` timed calls: median, spread (interquartile range) and minimum, seconds.
 
     ``best`` (the fastest call) is ``None`` where unknown (a timing given as a bare number, an
-    interpolated one without timed neighbours).
+    interpolated one without timed neighbours). ``alone``: for an op's cost inside a graph
+    (:func:`marginal`), the median of the op timed alone (``None`` otherwise).
     """
 
     median: float
     spread: float
     runs: int
     best: float | None = None
+    alone: float | None = None
 
     def value(self, statistic: str = "median") -> float:
         """``median``, or with ``statistic="min"`` the fastest call (the median where that is unknown)."""
         return self.best if statistic == "min" and self.best is not None else self.median
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"median": self.median, "spread": self.spread, "runs": self.runs, "min": self.best}
+        out = {"median": self.median, "spread": self.spread, "runs": self.runs, "min": self.best}
+        return out if self.alone is None else {**out, "alone": self.alone}
 
 
 @dataclass(frozen=True)
@@ -284,10 +294,40 @@ def measure_ops(keys: list[OpKey], ctx: Context, policy: TimingPolicy = TimingPo
     """Time several ops in isolation, round-robin (:func:`time_round_robin`), one :class:`Timing` each.
 
     Each op is node ``"op"`` of :func:`~osc_design.latency.opkeys.key_spec`, in the module the backend
-    builds from that spec, called as the module calls it, on a fresh input per input slot.
+    builds from that spec, called as the module calls it, on a fresh input per input slot. With a timer
+    that chains (onnxruntime's ``chain_call``), an op that keeps its input's shape
+    (:func:`~osc_design.latency.opkeys.chainable`) is also timed as :data:`CHAIN_EXTRA` ``+ 1`` copies
+    in a row, in the same rounds, and its timing is the :func:`marginal` cost of one copy inside a graph.
     """
     with _timer(ctx) as timer:
-        return time_round_robin([timer.node_call(*key_spec(k)) for k in keys], policy, timer.sync)
+        chain = getattr(timer, "chain_call", None)
+        fns: list[Callable[[], Any]] = []
+        chained: list[bool] = []
+        for k in keys:
+            spec, node = key_spec(k)
+            fns.append(timer.node_call(spec, node))
+            chained.append(chain is not None and chainable(k))
+            if chain is not None and chained[-1]:
+                fns.append(chain(spec, node, 1 + CHAIN_EXTRA))
+        timings = iter(time_round_robin(fns, policy, timer.sync))
+        return [marginal(next(timings), next(timings), CHAIN_EXTRA) if c else next(timings) for c in chained]
+
+CHAIN_EXTRA = 2
+"""Extra copies in the chain a chaining timer (onnxruntime's) times beside the op alone."""
+
+
+def marginal(one: Timing, chain: Timing, extra: int) -> Timing:
+    """The cost of one more copy of an op inside a graph: ``(chain - one) / extra``, from the timings of the op
+    alone and of a chain of ``1 + extra`` copies (median and minimum each; clipped at 0). The spread is the
+    root-sum-square of the two spreads over ``extra``; ``alone`` the op's median alone.
+
+    >>> t = marginal(Timing(1.0, 0.1, 9, 0.9), Timing(2.0, 0.2, 7, 1.7), 2)
+    >>> t.median, round(t.spread, 4), t.runs, round(t.best, 4)
+    (0.5, 0.1118, 7, 0.4)
+    """
+    best = None if one.best is None or chain.best is None else max((chain.best - one.best) / extra, 0.0)
+    return Timing(max((chain.median - one.median) / extra, 0.0), math.hypot(one.spread, chain.spread) / extra,
+                  min(one.runs, chain.runs), best, one.median)
 
 
 def measure_specs(specs: list[LayerSpec], ctx: Context, policy: TimingPolicy = TimingPolicy(), *,
