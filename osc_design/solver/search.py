@@ -458,13 +458,41 @@ class Search:
                 break
             entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
         moves.reverse()
-        moves.sort(key=lambda m: not m[2])  # stable: the special stage first, the rest in order
+        order = sorted(moves, key=lambda m: not m[2])  # stable: the special stage first, the rest in order
+        if self._maps_nonempty(order):
+            return self._build_reordered(order, False)
+        # the programme's own order keeps every map (it checked them), but needs C_in = C_out; else the whole
+        # padding goes on the first stage: every map is then at least the output, the footprint unchanged
+        return self._build_reordered(moves, False) if self.cin == self.cout else self._build_reordered(order, True)
+
+    def _maps_nonempty(self, moves: list[tuple[Combo, int, bool]]) -> bool:
+        """With an input size: does every stage of the chain built in this order keep a non-empty map? (The
+        programme checked the sizes in its own order; the footprint and the cost do not depend on the order.)"""
         spans = [0, 0]
+        for combo, _, _ in moves:
+            for a, ax in enumerate(self.axes):
+                spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
+                size = ax.size_pre(spans[a], True)
+                if size is not None and size < 1:
+                    return False
+        return True
+
+    def _build_reordered(self, moves: list[tuple[Combo, int, bool]], front: bool) -> list[Stage]:
+        """The stages in the order of ``moves``; paddings by the centring rule along the chain as built, or
+        (``front``) all of it on the first stage."""
+        spans = [0, 0]
+        if front:
+            for combo, _, _ in moves:
+                for a in (0, 1):
+                    spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
         stages: list[Stage] = []
         for i, (combo, n, special) in enumerate(moves):
             cin = self.cin if special else self.cout
             pads = []
             for a in (0, 1):
+                if front:
+                    pads.append(0 if i else self.axes[a].cum_pad(spans[a], True))
+                    continue
                 before = self.axes[a].cum_pad(spans[a], i > 0)
                 spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
                 pads.append(self.axes[a].cum_pad(spans[a], True) - before)
