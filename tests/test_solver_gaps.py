@@ -44,11 +44,17 @@ def feasible_kernels(K, N):
     return frozenset(out)
 
 
+@lru_cache(maxsize=None)
+def _minimal(tuples):
+    """The componentwise minimal kernel tuples (a larger kernel anywhere only costs more)."""
+    return [t for t in tuples if not any(u != t and all(a <= b for a, b in zip(u, t, strict=True)) for u in tuples)]
+
+
 def brute_force(c_in, c_out, kh, kw, n_max):
     best = None
     for N in range(1, n_max + 1):
         fans = [[c_in // g for g in _divisors(c_in) if c_out % g == 0]] + [_divisors(c_out)] * (N - 1)
-        hs, ws = feasible_kernels(kh, N), feasible_kernels(kw, N)
+        hs, ws = _minimal(feasible_kernels(kh, N)), _minimal(feasible_kernels(kw, N))
         for ns in itertools.product(*fans):
             prod = 1
             for n in ns:
@@ -88,3 +94,74 @@ def test_free_stages_equal_brute_force(n_max):
         sol = solve(Target(c_in, c_out, k), max_stages=n_max, dilation=True)
         assert sol.cost.params == brute_force(c_in, c_out, k, k, n_max), (c_in, c_out, k)
         assert coverage(sol.spec).full
+
+
+@pytest.mark.parametrize(("n_max", "ks", "count"), [(4, (3,), 8)])
+def test_more_free_stages_equal_brute_force(n_max, ks, count):
+    rng = random.Random(40 + n_max)
+    cases = [(24, 8, 3), (32, 12, 3), (6, 30, 3)]
+    cases += [(rng.randint(1, 32), rng.randint(1, 32), rng.choice(ks)) for _ in range(count)]
+    for c_in, c_out, k in cases:
+        sol = solve(Target(c_in, c_out, k), max_stages=n_max, dilation=True)
+        assert sol.cost.params == brute_force(c_in, c_out, k, k, n_max), (c_in, c_out, k)
+
+
+def _least_sum(V, left):
+    """Independent: the least sum of at most ``left`` positive integers with product >= V, by recursion."""
+    @lru_cache(maxsize=None)
+    def f(v, m):
+        if v <= 1:
+            return 0
+        if m == 0:
+            return 10 ** 9
+        return min(x + f(-(-v // x), m - 1) for x in range(2, v + 1))
+    return f(V, left)
+
+
+def test_integer_bound_is_the_least_sum():
+    from osc_design.solver.bounds import int_sum_bound, smooth_numbers
+
+    for V in range(1, 160):
+        for left in range(1, 6):
+            assert int_sum_bound(V, left) == _least_sum(V, left), (V, left)
+    assert smooth_numbers((2, 5), 30) == tuple(x for x in range(1, 33) if x in
+                                               {1, 2, 4, 5, 8, 10, 16, 20, 25, 32})
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "k", "n_max"), [(48, 48, 7, None), (36, 24, 9, None),
+                                                          (20, 45, 7, None)])
+def test_pruning_bounds_lose_nothing(c_in, c_out, k, n_max):
+    """The search with its bounds (integer remainder bound, unit schedule) against the same programme with
+    no bound at all (every state kept up to the dominance rules): the same optimum."""
+    from osc_design.solver.search import Search
+    from osc_design.solver.space import SearchSpace
+
+    space = SearchSpace.create(Target(c_in, c_out, k), "params", n_max, False, True, None, 1.0)
+    plain = Search(space)
+    plain.rho = 0.0  # no pruning: a single pass with an infinite upper bound
+    found = plain.solve(0.0)
+    assert solve(Target(c_in, c_out, k), max_stages=n_max, dilation=True).cost.params == min(v for v, _ in
+                                                                                             found.values())
+
+
+def test_reordered_chain_keeps_every_map():
+    """Moving the C_in -> C_out stage first can empty a map the programme's order kept (9 taps, padding 2,
+    input 5, output 1: taps {0,3,6} first leaves a 6-span, then a 2-tap stage a 7-span map of size 0); the
+    decoder then puts the whole padding on the first stage, and the chain builds, covers and costs the same."""
+    from osc_design import cost
+    from osc_design.solver.chain import build
+    from osc_design.solver.search import Combo, Need, Search, State
+    from osc_design.solver.space import SearchSpace
+
+    target = Target(8, 4, (9, 1), padding=(2, 0), input_size=(5, 3))
+    search = Search(SearchSpace.create(target, "params", None, False, True, None, 1.0))
+
+    def move(k, d, n, special):
+        return (Combo("pre", k, State((0,), (0,), 0, True), (k, 1), (d, 1), (0, 0), Need(1, 1, 1)), n, special)
+
+    moves = [move(2, 1, 2, False), move(2, 1, 2, False), move(3, 3, 2, True)]  # the programme's order
+    assert search._maps_nonempty(moves) and not search._maps_nonempty([moves[2], *moves[:2]])
+    built = search._build_reordered([moves[2], *moves[:2]], True)
+    assert [s.padding for s in built] == [(2, 0), (0, 0), (0, 0)]
+    spec = build(target, built, "osc", {})
+    assert coverage(spec).full and cost(spec).params == 4 * (2 * 3 + 2 * 2 + 2 * 2)

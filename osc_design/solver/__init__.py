@@ -45,10 +45,16 @@ target's for every input size only if the footprint is centred on the target win
 ``max(0, floor(R / 2) + p - floor((K - 1) / 2))`` before the stride (``R``: span so far),
 ``floor(B / 2)`` coarse pixels after it (``B``: coarse span so far), and the strided stage takes the
 rest. MACs are exact for that rule. Along an axis without dilation, prefix gaps can never be filled
-later (all later steps are multiples of the stride), so the gap-free rule costs nothing there; with
-dilation it excludes designs whose first dilated stage is filled in by a *later* stage of smaller
-step (e.g. taps ``{0,2}`` then ``{0,1,2}``), which can be cheaper when the stages are not
-interchangeable (``5 -> 2`` channels, kernel ``3 x 5``, two stages: 38 params that way, 40 here).
+later (all later steps are multiples of the stride), so the gap-free rule costs nothing there. With
+dilation (``params``, no stride, internal widths ``C_out``) the mixed-radix order is an order of the
+stages in which the ``C_in -> C_out`` stage may take any place, so a dilated first stage whose gaps
+later stages fill is in the space (``32 -> 8`` at ``13 x 13``: ``2x1`` at dilation 6, then ``7x13``:
+1,240 params). The design is built with that stage first and the others in the programme's order,
+paddings by the same rule along the chain as built; with an input size, if that order would leave an
+intermediate map empty, the programme's own order is built when ``C_in = C_out`` (it checked every
+map), else the whole padding goes on the first stage (every map is then at least the output). The
+other dilated spaces (a stride, other widths, MACs) keep the gap-free rule in chain order, which
+excludes a first stage filled in by a *later* stage of smaller step.
 
 The search
 ----------
@@ -76,6 +82,13 @@ optimal. Prunings that keep it exact:
    least the reach and, per axis, at least the span of the same parity at no higher cost dominates
    (every completion of the weaker state works from it: same kernels and steps, steps stay within
    ``span + 1``, the final span grows by an even amount).
+5. Dilation with full coverage: the bound for the rest is an integer one. Every later stage has an
+   integer volume ``n kh kw >= 1``; their product must reach ``ceil(C_in / r)`` (raised to the next
+   product of the primes of the widths, the only ones a fan-in can have) times, per axis,
+   ``ceil(K / (R + 1))`` (a footprint of ``R + 1`` points grows at most by the factor ``k``). The least
+   sum of at most ``left`` integers with that product is reached by balanced values ``q, q + 1``. All
+   costs are multiples of the widths' gcd, so the passes' upper bounds start at the integer bound of
+   the empty chain and rise by one such unit (later by 2 % and 20 %), capped by the undilated optimum.
 
 Stage cap. A stage helps only if it multiplies the channel reach by ``n >= 2`` or grows a spatial
 span. Besides the first stage, at most ``ceil(log2 C_in)`` stages of an optimal design carry a fan-in

@@ -17,7 +17,8 @@ from ..spec import Target
 from ..geometry import check_int
 from .space import SearchSpace, Widths, check_objective, check_options, norm_widths, stage_cap
 
-__all__ = ["waterfill", "rem_bound", "rem_lb", "bound_n", "bound_parts", "space_bound", "all_n", "min_area",
+__all__ = ["waterfill", "rem_bound", "rem_lb", "int_sum_bound", "smooth_numbers",
+           "bound_n", "bound_parts", "space_bound", "all_n", "min_area",
            "cost_factor", "lower_bound"]
 
 INF = float("inf")
@@ -115,6 +116,64 @@ def rem_bound(V: float, ah: float, aw: float, left: int) -> float:
             prev = value
         best = min(best, prev)
     return best
+
+
+def _iroot(V: int, j: int) -> int:
+    """``floor(V^(1/j))`` for integers ``V >= 1``, ``j >= 1``."""
+    q = int(round(V ** (1.0 / j)))
+    while q ** j > V:
+        q -= 1
+    while (q + 1) ** j <= V:
+        q += 1
+    return q
+
+
+@lru_cache(maxsize=262144)
+def int_sum_bound(V: int, left: int) -> int:
+    """The least sum of at most ``left`` positive integers whose product is at least ``V`` (``left >= 1``).
+
+    The bound of a dilated prefix (per unit width): every later stage has an integer volume
+    ``v_i = n_i kh_i kw_i >= 1``, and their product must reach what is still missing (see
+    :meth:`osc_design.solver.search.Search.spatial_need`). For ``j`` integers the least sum is reached by
+    balanced values ``q`` and ``q + 1`` (replacing ``a >= b + 2`` by ``a - 1, b + 1`` keeps the sum and
+    does not lower the product), so each ``j`` costs one root.
+
+    >>> int_sum_bound(24, 8), int_sum_bound(24, 1), int_sum_bound(1, 3)
+    (9, 24, 0)
+    """
+    if V <= 1:
+        return 0
+    best = V
+    for j in range(2, min(left, (V - 1).bit_length()) + 1):
+        q = _iroot(V, j)
+        p, t = q ** j, 0
+        while p < V:
+            p = p // q * (q + 1)
+            t += 1
+        best = min(best, j * q + t)
+    return best
+
+
+@lru_cache(maxsize=1024)
+def smooth_numbers(primes: tuple[int, ...], limit: int) -> tuple[int, ...]:
+    """The integers ``1..limit`` (and the first one above) whose prime factors all lie in ``primes``,
+    ascending: the products a chain's fan-ins can form when every fan-in divides a width.
+
+    >>> smooth_numbers((2, 3), 10)
+    (1, 2, 3, 4, 6, 8, 9, 12)
+    """
+    out = {1}
+    for p in primes:
+        for x in sorted(out):
+            y = x * p
+            while y <= limit * p:
+                out.add(y)
+                if y > limit:
+                    break
+                y *= p
+    ordered = sorted(out)
+    cut = next((i for i, x in enumerate(ordered) if x >= limit), len(ordered) - 1)
+    return tuple(ordered[:cut + 1])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ cannot beat the upper bound. :meth:`Search.solve` raises the upper bound until d
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import NamedTuple
 
 from .axis import BIG, Axis
-from .bounds import INF, cost_factor, rem_lb
+from .bounds import INF, cost_factor, int_sum_bound, rem_lb, smooth_numbers
 from .chain import Stage
-from .intmath import fanins
+from .intmath import divisors, fanins
 from .space import SearchSpace
 
 __all__ = ["State", "Need", "Combo", "Entry", "Search"]
@@ -90,6 +91,26 @@ class _Pruner:
         return lb
 
 
+class _IntPruner(_Pruner):
+    """:class:`_Pruner` with the integer bound of a dilated space with full coverage: a key is ``(reach, Ah, Aw)``
+    (``Ah``, ``Aw``: the factors by which the footprints must still grow), the channel factor ``ceil(C_in / r)``
+    is raised to the next product the fan-ins can form (``smooth``), and the later stages' integer volumes
+    must multiply to at least the three factors' product (:func:`~osc_design.solver.bounds.int_sum_bound`)."""
+
+    __slots__ = ("full", "smooth")
+
+    def __init__(self, ub: float, rest: float, full: int, smooth: tuple[int, ...], left: int) -> None:
+        super().__init__(ub, rest, 0.0, left)
+        self.full, self.smooth = full, smooth
+
+    def fill(self, key: tuple[int, float, float]) -> float:
+        need = -(-self.full // key[0])
+        if need > 1:
+            need = self.smooth[bisect.bisect_left(self.smooth, need)]
+        lb = self.cache[key] = self.rest * int_sum_bound(need * int(key[1]) * int(key[2]), self.left)
+        return lb
+
+
 class Search:
     """The dynamic programme over chain prefixes for one :class:`~osc_design.solver.space.SearchSpace`."""
 
@@ -123,6 +144,13 @@ class Search:
         self.close = space.gaps and not space.partial and not space.square
         self._closers: dict[tuple, tuple | None] = {}
         self._layers: list[Layer] = []
+        # dilation, full coverage, one internal width: the integer bound of :class:`_IntPruner`
+        self.integer = space.dilated and not space.partial and not isinstance(space.widths, tuple)
+        self.smooth: tuple[int, ...] = ()
+        if self.integer:
+            primes = {p for w in (self.cin, self.cout, space.width(1, False)) for p in divisors(w) if p > 1
+                      and all(p % q for q in range(2, math.isqrt(p) + 1))}
+            self.smooth = smooth_numbers(tuple(sorted(primes)), self.cin)
 
     # -- moves -------------------------------------------------------------------------------------
     def combos(self, hs: tuple, ws: tuple, kind: str, started: bool, first: bool = True) -> list[Combo]:
@@ -142,9 +170,14 @@ class Search:
             wsteps = [(kw, o) for kw in aw.ks(ws, kind) for o in aw.step(ws, kind, started, kw)]
             pairs = [((kh, kw), oh, ow) for kh, oh in hsteps for kw, ow in wsteps]
         out = []
+        needs: dict[tuple, Need] = {}
         for kk, (hs2, dh, ph, fh), (ws2, dw, pw, fw) in pairs:
-            out.append(Combo(kind, fh * fw, State(hs2, ws2, phase, first), kk, (dh, dw), (ph, pw),
-                             self.spatial_need(hs2, ws2)))
+            need = needs.get((hs2, ws2))
+            if need is None:
+                need = needs[(hs2, ws2)] = self.spatial_need(hs2, ws2)
+            out.append(Combo(kind, fh * fw, State(hs2, ws2, phase, first), kk, (dh, dw), (ph, pw), need))
+        if self.integer:  # cheapest first: :meth:`_extend` stops at the first one too costly
+            out.sort(key=lambda c: c.factor)
         self._combos[key] = out
         return out
 
@@ -171,6 +204,9 @@ class Search:
         for i, (ax, st) in enumerate(((self.axes[0], hs), (self.axes[1], ws))):
             R = st[0]
             done = R >= BIG or R >= ax.K - 1
+            if self.integer:  # the footprint has at most R + 1 points and grows by at most the factor k
+                a[i] = 1 if done else -(-ax.K // (R + 1))
+                continue
             if self.additive[i]:
                 a[i] = 1 if done else 1 + (ax.K - 1 - R) / ax.s
             else:
@@ -219,7 +255,9 @@ class Search:
         space = self.space
         cin = self.cin if stage == 1 else space.width(stage - 1, False)
         left = self.n_hi - stage
-        prune = _Pruner(ub_tol, space.min_width(stage + 1) * self.rho if left else 0.0, self.need, left)
+        rest = space.min_width(stage + 1) * self.rho if left else 0.0
+        prune = (_IntPruner(ub_tol, rest, self.cin, self.smooth, left) if self.integer else
+                 _Pruner(ub_tol, rest, self.need, left))
         nxt: Layer = {}
         cands: Layer = {}
         if stage < self.n_hi or self.uniform:
@@ -242,10 +280,14 @@ class Search:
                         unit = cout * combo.factor
                         # even the cheapest entry with the smallest fan-in and full reach cannot fit
                         best_case = cmin_key + fan0 * unit
-                        if best_case > ub_tol or (
-                                prune.rest and best_case + prune.lower(self.cin, combo.need) > ub_tol):
+                        if best_case > ub_tol:
+                            if self.integer:  # the combos are sorted by factor
+                                break
                             continue
-                        self._relax(key, entries, combo, fan, unit, out, prune)
+                        low = prune.lower(self.cin, combo.need) if prune.rest else 0.0
+                        if best_case + low > ub_tol:
+                            continue
+                        self._relax(key, entries, combo, fan, unit, out, prune, low)
 
     def _moves(self, key: State, stage: int, cin: int, cout: int) -> list[tuple[tuple[int, ...], bool]]:
         """The fan-ins a stage from ``key`` may take and whether the ``C_in -> C_out`` stage is then in the
@@ -258,9 +300,10 @@ class Search:
         return moves
 
     def _relax(self, key: State, entries: dict[int, Entry], combo: Combo, fan: tuple[int, ...], unit: int,
-               out: Layer, prune: _Pruner) -> None:
-        """Take ``combo`` with every fan-in from every entry of ``key``; keep the cheapest per new reach."""
-        full, ub_tol = self.cin, prune.ub
+               out: Layer, prune: _Pruner, low: float) -> None:
+        """Take ``combo`` with every fan-in from every entry of ``key``; keep the cheapest per new reach
+        (``low``: the bound for completing with full reach, the least for any reach)."""
+        full, ub_tol = self.cin, prune.ub - low
         rest, cache = prune.rest, prune.cache  # the hot loop reads the bound cache itself
         taps, ah, aw = combo.need
         state = combo.state
@@ -272,12 +315,12 @@ class Search:
                 if r2 >= full:
                     r2 = full
                 c2 = c + n * unit
-                if c2 > ub_tol:
+                if c2 > ub_tol:  # even with full reach the rest cannot fit; larger fan-ins cost more
                     break
                 if rest:
                     lk = (r2 * taps, ah, aw)
                     lb = cache.get(lk)
-                    if c2 + (prune.fill(lk) if lb is None else lb) > ub_tol:
+                    if c2 + (prune.fill(lk) if lb is None else lb) > prune.ub:
                         if r2 == full:
                             break
                         continue
@@ -349,7 +392,9 @@ class Search:
         pruning = self.rho > 0 and ub_hint > 0 and math.isfinite(ub_hint)
         factors = (1.0 + 1e-9, 1.03, 1.08, 1.2, 1.5, 2.5, 6.0)
         schedule = [ub_hint * f for f in factors] + [INF] if pruning else [INF]
-        if known < INF and not per_n:
+        if pruning and self.integer and self.space.objective == "params" and not per_n:
+            schedule = self._unit_schedule(ub_hint, known)
+        elif known < INF and not per_n:
             # the cost of a design known to be in the space ends the schedule (and replaces the passes
             # just below it, which would cost nearly as much and might fail)
             schedule = [u for u in schedule if u < known / 1.1] + [known * (1 + 1e-9), INF]
@@ -362,6 +407,22 @@ class Search:
                 break
         self.searched = total
         return {N: (entry.cost, self.decode(N, entry)) for N, entry in finals.items()}
+
+    def _unit_schedule(self, ub_hint: float, known: float) -> list[float]:
+        """Upper bounds for the passes of a dilated ``params`` search: every cost is a multiple of ``unit`` (the
+        gcd of the widths), so the passes start at the integer bound of the empty prefix and rise by one unit
+        (later by 2 %, then 20 %) up to ``known``; a pass just below the optimum is cheap, one far above is not."""
+        w = self.space.width(1, False)
+        unit = math.gcd(self.cout, w)
+        need = self.smooth[bisect.bisect_left(self.smooth, self.cin)] * self.volume // self.cin
+        root = min(self.cout, w) * int_sum_bound(need, self.n_hi)
+        u = max(unit * math.ceil(ub_hint * (1 - 1e-12) / unit), unit * -(-root // unit))
+        schedule: list[float] = []
+        while u < known and len(schedule) < 40:
+            schedule.append(float(u))
+            grow = 0.0 if len(schedule) < 8 else 0.02 if len(schedule) < 20 else 0.2
+            u = max(u + unit, unit * math.ceil(u * (1 + grow) / unit))
+        return schedule + ([known * (1 + 1e-9)] if known < INF else []) + [INF]
 
     def decode(self, N: int, entry: Entry) -> list[Stage]:
         """The stages of the ``N``-stage design ending in ``entry`` (of the last :meth:`run`)."""
@@ -397,13 +458,41 @@ class Search:
                 break
             entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
         moves.reverse()
-        moves.sort(key=lambda m: not m[2])  # stable: the special stage first, the rest in order
+        order = sorted(moves, key=lambda m: not m[2])  # stable: the special stage first, the rest in order
+        if self._maps_nonempty(order):
+            return self._build_reordered(order, False)
+        # the programme's own order keeps every map (it checked them), but needs C_in = C_out; else the whole
+        # padding goes on the first stage: every map is then at least the output, the footprint unchanged
+        return self._build_reordered(moves, False) if self.cin == self.cout else self._build_reordered(order, True)
+
+    def _maps_nonempty(self, moves: list[tuple[Combo, int, bool]]) -> bool:
+        """With an input size: does every stage of the chain built in this order keep a non-empty map? (The
+        programme checked the sizes in its own order; the footprint and the cost do not depend on the order.)"""
         spans = [0, 0]
+        for combo, _, _ in moves:
+            for a, ax in enumerate(self.axes):
+                spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
+                size = ax.size_pre(spans[a], True)
+                if size is not None and size < 1:
+                    return False
+        return True
+
+    def _build_reordered(self, moves: list[tuple[Combo, int, bool]], front: bool) -> list[Stage]:
+        """The stages in the order of ``moves``; paddings by the centring rule along the chain as built, or
+        (``front``) all of it on the first stage."""
+        spans = [0, 0]
+        if front:
+            for combo, _, _ in moves:
+                for a in (0, 1):
+                    spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
         stages: list[Stage] = []
         for i, (combo, n, special) in enumerate(moves):
             cin = self.cin if special else self.cout
             pads = []
             for a in (0, 1):
+                if front:
+                    pads.append(0 if i else self.axes[a].cum_pad(spans[a], True))
+                    continue
                 before = self.axes[a].cum_pad(spans[a], i > 0)
                 spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
                 pads.append(self.axes[a].cum_pad(spans[a], True) - before)
@@ -427,11 +516,12 @@ def _dominance_filter(layer: Layer) -> Layer:
     """Drop entries another entry dominates: at least the reach, at least the span of the same parity
     along each axis (all other state parts equal) and at most the cost. Valid for ``params`` with
     dilation: from a larger span of the same parity every completion of the smaller one works (same
-    kernels and dilations; steps stay within ``span + 1``; the final span grows by an even amount)."""
+    kernels and dilations; steps stay within ``span + 1``; the final span grows by an even amount). In the
+    reordered space both must agree on whether the ``C_in -> C_out`` stage is taken (its fan-ins differ)."""
     groups: dict[tuple, list[tuple]] = {}
     for key, slot in layer.items():
         hs, ws = key.hs, key.ws
-        g = (hs[0] & 1, ws[0] & 1, hs[1:], ws[1:], key.phase)
+        g = (hs[0] & 1, ws[0] & 1, hs[1:], ws[1:], key.phase, key.first)
         for r, entry in slot.items():
             groups.setdefault(g, []).append((entry.cost, -r, -hs[0], -ws[0], key, r))
     out: Layer = {}
