@@ -30,3 +30,11 @@ def test_dask_local_cluster_gives_the_serial_rows():
 def test_bad_jobs_refused(jobs):
     with pytest.raises(SpecError, match="jobs"):
         sweep(TARGETS, FAMILIES, jobs=jobs)
+
+
+def test_the_cli_default_runs_a_small_grid_in_one_process():
+    from osc_design.cli import sweep as cli_sweep
+
+    assert cli_sweep._jobs(None, cli_sweep.PARALLEL_FROM - 1) == 1
+    assert cli_sweep._jobs(None, cli_sweep.PARALLEL_FROM) == -1
+    assert cli_sweep._jobs(3, 2) == 3
