@@ -87,6 +87,7 @@ def test_readme_worked_example_on_a_model_outside_the_catalogue(tmp_path):
     assert table.startswith(shown.rstrip("\n"))
     session = next(body for lang, body in BLOCKS if lang == "python" and "od.load_plan" in body)
     namespace: dict = {}
+    sys.modules.pop("tinynet", None)  # the README's file, not one another test imported under that name
     sys.path.insert(0, str(tmp_path))
     try:
         import os

@@ -175,6 +175,29 @@ def _usage_error(e: OptionError, budgets: dict[str, float | None],
     return None
 
 
+def _plan(network: str, layers: Any, policy: str, options: dict[str, Any], budgets: dict[str, float | None],
+          objective: PlanObjective, timing: tuple[Any, Any, int]) -> Any:
+    """:func:`~osc_design.networks.plan.plan_network` with a progress bar, its rules worded as usage errors;
+    ``timing`` is ``(backend, device, batch)`` of the latency model (no model without a backend)."""
+    from ..networks.plan import plan_network
+
+    advance, close = out.progress(len(layers), f"planning {network}")
+    model, (_, close_timing) = latency_model(*timing, before=close)
+    try:
+        return plan_network(layers, policy, network=network, options=options,
+                            budget_params=budgets["--budget-params"], budget_macs=budgets["--budget-macs"],
+                            budget_latency=budgets["--budget-latency"], objective=objective.value,
+                            latency=model, progress=advance)
+    except OptionError as e:
+        usage = _usage_error(e, budgets, objective)
+        if usage is None:
+            raise
+        raise usage from None
+    finally:
+        close()
+        close_timing()
+
+
 @app.command("network")
 def network_cmd(
     name: Annotated[str | None, typer.Argument(help=NETWORK_HELP)] = None,
@@ -221,22 +244,7 @@ def network_cmd(
     network, layers, runnable = _layers(name, from_file, model_ref, input_size,
                                         convert is not None or export_onnx is not None)
     budgets = {"--budget-params": budget_params, "--budget-macs": budget_macs, "--budget-latency": budget_latency}
-    from ..networks.plan import plan_network
-
-    advance, close = out.progress(len(layers), f"planning {network}")
-    model, (_, close_timing) = latency_model(backend, device, batch, before=close)
-    try:
-        plan = plan_network(layers, policy, network=network, options=options, budget_params=budget_params,
-                            budget_macs=budget_macs, budget_latency=budget_latency, objective=objective.value,
-                            latency=model, progress=advance)
-    except OptionError as e:
-        usage = _usage_error(e, budgets, objective)
-        if usage is None:
-            raise
-        raise usage from None
-    finally:
-        close()
-        close_timing()
+    plan = _plan(network, layers, policy, options, budgets, objective, (backend, device, batch))
     _check_option_values(plan, options)
     if runnable is not None:
         write_conversion(runnable[0], plan, runnable[1], weights, convert, export_onnx)

@@ -261,7 +261,8 @@ def summary_onnx(model: Any, *, batch: int = 1, input_size: tuple[int, ...] | No
     >>> from osc_design.backends.onnx import to_onnx
     >>> s = summary_onnx(to_onnx(get_family("osc").build(Target(16, 32, 3, input_size=8))))
     >>> [(r.layer, r.params, r.macs, r.output_shape) for r in s.rows]
-    [('Conv', 96, 6144, (1, 32, 8, 8)), ('Conv', 384, 24576, (1, 32, 8, 8))]
+    [('Conv', 96, 6144, (1, 32, 8, 8)), ('Conv', 96, 6144, (1, 32, 8, 8)), ('Conv', 128, 8192, (1, 32, 8, 8)), \
+('Conv', 128, 8192, (1, 32, 8, 8))]
     """
     import onnx
 

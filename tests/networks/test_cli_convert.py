@@ -33,7 +33,7 @@ LOAD = textwrap.dedent("""
     import sys
     class Refuse:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("osc_design", "tinynet"):
+            if name.split(".")[0] in ("osc_design", "cliconvnet"):
                 raise ImportError("blocked: " + name)
     sys.meta_path.insert(0, Refuse())
     import numpy as np, torch
@@ -54,8 +54,8 @@ def test_convert_and_export_onnx_write_the_converted_model(tmp_path, monkeypatch
 
     import osc_design as od
 
-    (tmp_path / "tinynet.py").write_text(MODEL)
-    result = _run(["network", "--model", "tinynet.py:make", "--input-size", "3x32x32", "--policy", "osc-2",
+    (tmp_path / "cliconvnet.py").write_text(MODEL)
+    result = _run(["network", "--model", "cliconvnet.py:make", "--input-size", "3x32x32", "--policy", "osc-2",
                    "--convert", "tiny.pt2", "--export-onnx", "tiny.onnx", "--weights", weights, "-f", "json",
                    "-o", "plan.json"], tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
@@ -63,9 +63,10 @@ def test_convert_and_export_onnx_write_the_converted_model(tmp_path, monkeypatch
     assert ("relative error" in result.output) == (weights == "project")
     sys.path.insert(0, str(tmp_path))
     try:
-        from tinynet import make
+        from cliconvnet import make
     finally:
         sys.path.remove(str(tmp_path))
+        sys.modules.pop("cliconvnet", None)
     model = make().eval()
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -82,14 +83,14 @@ def test_convert_and_export_onnx_write_the_converted_model(tmp_path, monkeypatch
 
 
 def test_conversion_options_are_checked_first(tmp_path, monkeypatch):
-    (tmp_path / "tinynet.py").write_text(MODEL)
+    (tmp_path / "cliconvnet.py").write_text(MODEL)
     cases = [
         (["network", "resnet18", "--weights", "random"], "'--weights'"),
         (["network", "--from", "nothing.json", "--convert", "x.pt2"], "'--convert'"),
-        (["network", "--model", "tinynet.py:make", "--export-onnx", str(tmp_path / "no" / "x.onnx")],
+        (["network", "--model", "cliconvnet.py:make", "--export-onnx", str(tmp_path / "no" / "x.onnx")],
          "'--export-onnx'"),
     ]
     for args, flag in cases:
         result = _run(args, tmp_path, monkeypatch)
         assert result.exit_code == 2 and flag in result.output, (args, result.output)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tinynet.py"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cliconvnet.py"]  # nothing written
