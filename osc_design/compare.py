@@ -25,7 +25,7 @@ from .cost import Cost, cost
 from .coverage import Coverage, coverage
 from .errors import SpecError, check_type
 from .registry import Family
-from .spec import LayerSpec, Target
+from .spec import LayerSpec, Target, check_undilated
 
 if TYPE_CHECKING:  # pragma: no cover
     from .latency import LatencySolution
@@ -264,6 +264,7 @@ def compare(
         family does not have. (An option *value* the builder rejects skips the family, with the reason.)
     """
     check_type(target, Target, "target")
+    check_undilated(target, "compare")
     if families is not None and not isinstance(families, Iterable):
         raise SpecError(f"`families` (={families!r}) must be a family id or a list of them")
     if options is not None:

@@ -114,6 +114,15 @@ class Target:
         return s
 
 
+def check_undilated(target: Target, what: str) -> None:
+    """Raise :class:`SpecError` for a dilated ``target`` where ``what`` designs only undilated ones."""
+    if target.dilation != (1, 1):
+        d = "x".join(map(str, target.dilation))
+        raise SpecError(f"`target` has dilation {d}: {what} designs undilated targets; design the undilated target "
+                        "and spread it over the dilated window with osc_design.networks.plan.dilate (as network "
+                        "planning does)")
+
+
 def _freeze_options(options: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     if options is None:
         return ()

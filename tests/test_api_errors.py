@@ -101,3 +101,14 @@ def test_the_issues_examples():
         od.cost(TARGET)
     with pytest.raises(od.SpecError, match=r"`name`: unknown network 'resnet101'; expected one of resnet18"):
         catalog.catalog_layers("resnet101")
+
+
+def test_a_dilated_target_is_refused_by_the_solver_and_compare_with_the_way_to_design_it():
+    import osc_design as od
+    from osc_design.compare import compare
+    from osc_design.errors import SpecError
+
+    target = od.Target(16, 16, 3, padding=2, dilation=2)
+    for call in (lambda: od.solve(target), lambda: compare(target)):
+        with pytest.raises(SpecError, match="dilation 2x2: .*networks.plan.dilate"):
+            call()

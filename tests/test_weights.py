@@ -359,3 +359,16 @@ def test_convert_projects_a_dilated_conv_onto_its_dilated_design():
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     with torch.no_grad():
         assert torch.allclose(converted(x), model(x), atol=1e-10)
+
+
+def test_export_refuses_a_pickled_module_as_weights_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from osc_design import save
+    from osc_design.cli import app
+
+    save(get_family("osc-2").build(Target(8, 8, 3)), tmp_path / "d.json")
+    torch.save(torch.nn.Conv2d(8, 8, 3), tmp_path / "module.pt")  # a whole module: not loaded (no unpickling)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--weights", str(tmp_path / "module.pt")])
+    assert result.exit_code == 2 and "holds no plain tensors" in result.output
+    assert "internal error" not in result.output and len(result.output.strip().splitlines()) == 1

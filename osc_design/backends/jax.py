@@ -369,7 +369,8 @@ def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) ->
     pad = tuple((p, p) for p in t.padding)
 
     def conv(x: jax.Array, w: jax.Array) -> jax.Array:
-        return lax.conv_general_dilated(x, w, t.stride, pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return lax.conv_general_dilated(x, w, t.stride, pad, rhs_dilation=t.dilation,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     return tuple(jax.eval_shape(conv, x, w).shape)
 

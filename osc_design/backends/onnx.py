@@ -685,7 +685,7 @@ class OnnxBackend:
         x = np.random.default_rng(seed + 1).standard_normal((batch, spec.target.in_channels, *size)).astype(np.float32)
         y = self.run(m, x)
         t = spec.target
-        ref = (batch, t.out_channels, *conv_output_pair(size, t.kernel_size, t.stride, t.padding))
+        ref = (batch, t.out_channels, *conv_output_pair(size, t.kernel_size, t.stride, t.padding, t.dilation))
         folded = len(fold_plan(spec)) if m.fold else 0
         checks = [
             Check(NAME, "checker", f"onnx.checker full_check, opset {OPSET} ({folded} permutation(s) folded)",

@@ -320,7 +320,7 @@ def reference_output_shape(spec: LayerSpec, input_size: Pair, batch: int = 1) ->
     """Output shape of the target's plain ``nn.Conv2d`` on an ``(batch, C_in, *input_size)`` input (meta device)."""
     t = spec.target
     conv = nn.Conv2d(t.in_channels, t.out_channels, t.kernel_size, stride=t.stride, padding=t.padding,
-                     bias=False, device="meta")
+                     dilation=t.dilation, bias=False, device="meta")
     return tuple(conv(torch.empty(batch, t.in_channels, *input_size, device="meta")).shape)
 
 

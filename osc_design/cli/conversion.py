@@ -4,19 +4,25 @@ projection error on stderr.
 ``--convert FILE`` writes the converted model as a ``torch.export`` program (``torch.export.save``): it loads
 with torch alone, without osc-design and without the model's own code (``torch.export.load(FILE).module()``),
 with a free batch dimension where the model allows one. ``--export-onnx FILE`` writes it through
-``torch.onnx.export`` (opset 17, the TorchScript-based exporter, free batch dimension).
+``torch.onnx.export`` (opset 17, the TorchScript-based exporter), with a free batch dimension when the graph
+really computes every batch like torch (checked in onnxruntime), else at batch 1. A failed export is one line,
+exit 1, and writes no file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ..errors import OscDesignError
 from .options import check_output
 
 
@@ -54,8 +60,8 @@ def check_conversion(convert: Path | None, export_onnx: Path | None, weights: We
 
 def write_conversion(model: Any, plan: Any, shape: tuple[int, ...], weights: WeightsChoice | None,
                      convert: Path | None, export_onnx: Path | None) -> None:
-    """Convert ``model`` by ``plan`` and write the requested files (atomically)."""
-    import torch
+    """Convert ``model`` by ``plan`` and write the requested files (atomically, and only once every requested
+    export has succeeded: a failure writes none)."""
 
     from ..io import write_bytes
     from ..networks.convert import convert as convert_model
@@ -67,29 +73,98 @@ def write_conversion(model: Any, plan: Any, shape: tuple[int, ...], weights: Wei
     typer.echo(f"converted: {replaced} of {len(plan.layers)} convs replaced, weights {chosen}", err=True)
     for name, p in found.items():
         typer.echo(f"  {name}: projection ({p.method}) relative error {p.error:.4g}", err=True)
-    x = torch.zeros((2, *shape))
-    if convert is not None:
-        write_bytes(convert, _exported_program(converted, x))
-    if export_onnx is not None:
-        buf = io.BytesIO()
+    files = []
+    with _quiet():
+        if convert is not None:
+            files.append((convert, _exported_program(converted, shape)))
+        if export_onnx is not None:
+            files.append((export_onnx, _onnx_bytes(converted, shape)))
+    for path, data in files:
+        write_bytes(path, data)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch's exporters log and warn at length about models they handle; the command reports in one line."""
+    logging.disable(logging.CRITICAL)
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(converted, (x,), buf,  # type: ignore[arg-type]  # a file object works too
-                              dynamo=False, opset_version=17, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
-        write_bytes(export_onnx, buf.getvalue())
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
-def _exported_program(model: Any, x: Any) -> bytes:
-    """``torch.export.save`` of ``model`` with a free batch dimension, or at batch 2 where the model fixes it."""
+def _exported_program(model: Any, shape: tuple[int, ...]) -> bytes:
+    """``torch.export.save`` of ``model`` with a free batch dimension, or at batch 1 (the batch the model was
+    extracted at) where its code fixes the batch size."""
     import torch
 
     buf = io.BytesIO()
     try:
-        program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    except Exception as e:  # the model's code pins the batch size (a reshape to a constant, ...)
-        typer.echo(f"--convert: the model fixes its batch size ({type(e).__name__}): exported at batch "
-                   f"{x.shape[0]}", err=True)
-        program = torch.export.export(model, (x,))
+        program = torch.export.export(model, (torch.zeros((2, *shape)),),
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception:  # the model's code pins the batch size (a reshape to a constant, ...): try batch 1
+        try:
+            program = torch.export.export(model, (torch.zeros((1, *shape)),))
+        except Exception as e:
+            raise OscDesignError(f"--convert: torch.export cannot export the converted model "
+                                 f"({type(e).__name__}: {_first_line(e)})") from None
+        typer.echo("--convert: the model's code fixes its batch size: exported at batch 1", err=True)
     torch.export.save(program, buf)
     return buf.getvalue()
+
+
+def _onnx_bytes(model: Any, shape: tuple[int, ...]) -> bytes:
+    """``torch.onnx.export`` of ``model`` (opset 17), with a free batch dimension when the exported graph really
+    computes every batch size like torch (checked in onnxruntime at batches 1 and 3), else at batch 1."""
+    import torch
+
+    def export(batch: int, dynamic: bool) -> bytes:
+        buf = io.BytesIO()
+        axes = {"input": {0: "N"}, "output": {0: "N"}} if dynamic else None
+        torch.onnx.export(model, (torch.zeros((batch, *shape)),), buf,  # type: ignore[arg-type]  # a file object
+                          dynamo=False, opset_version=17, input_names=["input"], output_names=["output"],
+                          dynamic_axes=axes)
+        return buf.getvalue()
+
+    try:
+        data = export(2, True)
+        if all(_same_outputs(model, data, (batch, *shape)) for batch in (1, 3)):
+            return data
+    except Exception:  # the model's code pins the batch size: try batch 1
+        pass
+    try:
+        data = export(1, False)
+    except Exception as e:
+        raise OscDesignError(f"--export-onnx: torch.onnx.export cannot export the converted model "
+                             f"({type(e).__name__}: {_first_line(e)})") from None
+    if not _same_outputs(model, data, (1, *shape)):
+        raise OscDesignError("--export-onnx: the exported ONNX model's outputs differ from the converted model's")
+    typer.echo("--export-onnx: the exported graph fixes the batch size: exported at batch 1", err=True)
+    return data
+
+
+def _same_outputs(model: Any, data: bytes, shape: tuple[int, ...]) -> bool:
+    """Whether onnxruntime runs ``data`` at ``shape`` with torch's outputs (relative error <= 1e-4)."""
+    import numpy as np
+    import torch
+
+    from ..backends.onnx import session
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    try:
+        import onnx
+
+        got = session(onnx.load_from_string(data)).run(None, {"input": x.numpy()})[0]
+    except Exception:  # onnxruntime refuses this batch size: the graph fixed it
+        return False
+    with torch.no_grad():
+        want = model(x).numpy()
+    scale = max(float(np.abs(want).max()), 1e-30)
+    return got.shape == want.shape and float(np.abs(got - want).max()) <= 1e-4 * scale
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "no message"

@@ -74,8 +74,9 @@ def sweep_cmd(
     check_output(output)
     if fmt is Format.table:
         raise typer.BadParameter("use csv or json for a sweep", param_hint="'--format'")
-    if jobs is not None and jobs < 1:
-        raise typer.BadParameter(f"{jobs!r} is not a positive number of processes", param_hint="'--jobs'")
+    if jobs is not None and jobs < 1 and jobs != -1:
+        raise typer.BadParameter(f"{jobs!r} is not a positive number of processes (or -1: every core)",
+                                 param_hint="'--jobs'")
     cs, ks = _int_list(channels, "--channels"), _int_list(kernels, "--kernels")
     size = parse_pair(input_size, "--input-size") or (DEFAULT_INPUT, DEFAULT_INPUT)
     chosen = None if families is None else _families(families)

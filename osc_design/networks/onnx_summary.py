@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SpecError
 from .summary import KINDS, Summary, SummaryRow
 
 __all__ = ["NON_COMPUTING", "KIND_OF", "summary_onnx", "load_onnx"]
@@ -234,10 +235,19 @@ def _numel(shape: tuple[int, ...] | None) -> int:
     return 0 if shape is None else int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+"""The ops whose MACs are counted; quantised ones (ConvInteger, QLinearConv, ...) are listed with 0 MACs."""
+
+
 def _macs(node: Any, shapes: dict[str, tuple[int, ...] | None]) -> int:
-    """The MACs of one node (see the module docstring)."""
+    """The MACs of one node (see the module docstring); :class:`SpecError` when a shape they need is unknown
+    (shape inference could not follow the model at this input size), rather than a silent 0."""
     out = shapes.get(node.output[0]) if node.output else None
     ins = [shapes.get(i) if i else None for i in node.input]
+    if node.op_type in MAC_OPS and (out is None or not ins or ins[0] is None or (len(ins) > 1 and ins[1] is None)):
+        raise SpecError(f"node {node.name or node.output[0]!r} ({node.op_type}): ONNX shape inference gives no "
+                        "shape for its input or output at this input size, so its MACs cannot be counted "
+                        "(check --input-size)")
     if node.op_type in ("Conv", "ConvTranspose") and len(ins) > 1 and ins[1] is not None:
         per = _numel(ins[1][1:])  # (C_in/group) x kernel, or for a transpose (C_out/group) x kernel
         return (_numel(ins[0]) if node.op_type == "ConvTranspose" else _numel(out)) * per

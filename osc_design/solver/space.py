@@ -16,7 +16,7 @@ from typing import Any
 from ..coverage import check_supported
 from ..errors import InfeasibleDesignError, SpecError
 from ..geometry import check_int
-from ..spec import Target
+from ..spec import Target, check_undilated
 from .intmath import clog2
 
 __all__ = ["OBJECTIVES", "VERIFY_MODES", "SearchSpace", "stage_cap", "norm_widths", "check_verify", "check_options",
@@ -110,6 +110,7 @@ def check_options(target: Any, objective: Any, max_stages: Any, square_only: Any
 
 def _check_target(target: Any, objective: Any) -> None:
     check_target_type(target)
+    check_undilated(target, "the solver")
     check_objective(objective)
     if objective != "params" and target.input_size is None:
         raise SpecError(f"objective {objective!r} counts MACs and needs a target `input_size`")

@@ -59,11 +59,19 @@ def load_conv_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         if suffix == ".npz":
             with np.load(p, allow_pickle=False) as found:
                 return _from_mapping({k: found[k] for k in found.files}, p)
+        import pickle
+        import warnings
+
         import torch
 
-        found = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on old pickle protocols: the error says it all
+            found = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SpecError(f"{str(p)!r} holds no plain tensors (pickled objects, e.g. a whole module, are not "
+                        "loaded: save its state_dict or the weight tensor)") from None
     except (ValueError, OSError, RuntimeError, EOFError) as e:
-        raise SpecError(f"{str(p)!r} could not be read as weights: {e}") from None
+        raise SpecError(f"{str(p)!r} could not be read as weights: {str(e).strip().splitlines()[0]}") from None
     if isinstance(found, Mapping):
         return _from_mapping(found, p)
     return _array(found), None

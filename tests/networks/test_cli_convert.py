@@ -94,3 +94,46 @@ def test_conversion_options_are_checked_first(tmp_path, monkeypatch):
         result = _run(args, tmp_path, monkeypatch)
         assert result.exit_code == 2 and flag in result.output, (args, result.output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cliconvnet.py"]  # nothing written
+
+
+PINNED = """
+import torch
+from torch import nn
+
+class Pinned(nn.Module):
+    def __init__(self, free):
+        super().__init__()
+        self.free = free
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        y = self.c2(self.c1(x))
+        return self.fc(y.reshape(x.shape[0], -1) if self.free else y.view(1, -1))
+
+def free():
+    torch.manual_seed(0)
+    return Pinned(True)
+
+def one():
+    torch.manual_seed(0)
+    return Pinned(False)
+"""
+
+
+@pytest.mark.parametrize("make", ["free", "one"])
+def test_the_exports_keep_the_batch_free_where_the_model_does(tmp_path, monkeypatch, make):
+    import onnxruntime
+
+    (tmp_path / "pinnednet.py").write_text(PINNED)
+    result = _run(["network", "--model", f"pinnednet.py:{make}", "--input-size", "3x8x8", "--policy", "osc-2",
+                   "--convert", "m.pt2", "--export-onnx", "m.onnx"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    fixed = "fixes its batch size: exported at batch 1" in result.output
+    assert fixed == (make == "one")
+    batch = 1 if fixed else 5  # osc-2's shuffles must not pin the ONNX graph's batch
+    out = onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).run(
+        None, {"input": np.zeros((batch, 3, 8, 8), np.float32)})[0]
+    assert out.shape == (batch, 10)
+    assert "Traceback" not in result.output and "E1201" not in result.output

@@ -112,3 +112,14 @@ def test_dilated_layers_plan_save_load_convert_and_script(tmp_path):
     assert sum(p.numel() for p in converted.parameters()) == (
         sum(p.numel() for p in model.parameters()) - plan.total("before", "total_params")
         + plan.total("after", "total_params"))
+
+
+@pytest.mark.parametrize("family", ["osc-2", "depthwise-separable"])
+def test_verify_passes_on_a_dilated_design_on_every_backend(family):
+    from osc_design.backends import available_backends, verify
+
+    target = Target(8, 8, 5, padding=4, input_size=16, dilation=2)
+    spec = dilate(get_family(family).build(Target(8, 8, 5, input_size=16)), target)
+    for backend in available_backends():
+        report = verify(spec, backend)
+        assert report.ok, str(report)
