@@ -172,10 +172,7 @@ class NetworkPlan:
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat per-layer rows (CSV)."""
-        return [{"name": lp.layer.name,
-                 "target": f"{lp.layer.in_channels}->{lp.layer.out_channels} k{lp.layer.kernel_size[0]}x"
-                           f"{lp.layer.kernel_size[1]} s{lp.layer.stride[0]} g{lp.layer.groups} "
-                           f"@{lp.layer.input_size[0]}x{lp.layer.input_size[1]}",
+        return [{"name": lp.layer.name, "target": _target_text(lp.layer),
                  "choice": lp.chosen.choice, "params_before": lp.before.total_params,
                  "params_after": lp.after.total_params, "macs_before": lp.before.macs, "macs_after": lp.after.macs,
                  "coverage": lp.chosen.coverage,
@@ -202,6 +199,21 @@ def _full_target(layer: ConvLayer, groups: int = 1) -> Target:
     """The layer's own convolution as a target (dilation included), or its per-group one for ``groups``."""
     return Target(layer.in_channels // groups, layer.out_channels // groups, layer.kernel_size, layer.stride,
                   layer.padding, layer.input_size, layer.dilation)
+
+
+def _target_text(layer: ConvLayer) -> str:
+    """``"3->32 k3x3 s2 g1 @64x64"``: a stride or dilation shown as one number when both axes agree, the
+    dilation only when it is not 1.
+
+    >>> _target_text(ConvLayer("c", 8, 8, (3, 3), (2, 1), (2, 2), 1, False, (14, 14), dilation=(2, 2)))
+    '8->8 k3x3 s2x1 g1 d2 @14x14'
+    """
+    def pair(p: tuple[int, int]) -> str:
+        return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
+
+    dilation = "" if layer.dilation == (1, 1) else f" d{pair(layer.dilation)}"
+    return (f"{layer.in_channels}->{layer.out_channels} k{layer.kernel_size[0]}x{layer.kernel_size[1]} "
+            f"s{pair(layer.stride)} g{layer.groups}{dilation} @{layer.input_size[0]}x{layer.input_size[1]}")
 
 
 def layer_spec(layer: ConvLayer) -> LayerSpec:
