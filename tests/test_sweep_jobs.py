@@ -32,9 +32,25 @@ def test_bad_jobs_refused(jobs):
         sweep(TARGETS, FAMILIES, jobs=jobs)
 
 
-def test_the_cli_default_runs_a_small_grid_in_one_process():
-    from osc_design.cli import sweep as cli_sweep
+def test_the_cli_default_runs_a_small_grid_in_one_process(monkeypatch):
+    """Below 32 targets the default starts no joblib workers (starting them costs more than the grid);
+    from 32 on it does, and ``--jobs 2`` always does."""
+    import joblib
+    from typer.testing import CliRunner
 
-    assert cli_sweep._jobs(None, cli_sweep.PARALLEL_FROM - 1) == 1
-    assert cli_sweep._jobs(None, cli_sweep.PARALLEL_FROM) == -1
-    assert cli_sweep._jobs(3, 2) == 3
+    from osc_design.cli import app
+
+    started = []
+
+    class Spy(joblib.Parallel):
+        def __init__(self, *args, **kwargs):
+            started.append(kwargs.get("n_jobs"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", Spy)
+    small = ["sweep", "--channels", "16,24", "--kernels", "3", "--families", "conv,osc-2"]
+    assert CliRunner().invoke(app, small).exit_code == 0 and started == []
+    assert CliRunner().invoke(app, [*small, "--jobs", "2"]).exit_code == 0 and started == [2]
+    channels = ",".join(str(c) for c in range(16, 16 + 32))
+    assert CliRunner().invoke(app, ["sweep", "--channels", channels, "--kernels", "1", "--families",
+                                    "conv"]).exit_code == 0 and started == [2, -1]

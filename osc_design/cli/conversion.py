@@ -128,12 +128,10 @@ def _onnx_bytes(model: Any, shape: tuple[int, ...]) -> bytes:
                           dynamic_axes=axes)
         return buf.getvalue()
 
-    try:
+    with contextlib.suppress(Exception):  # a free batch fails where the model's code pins it: batch 1 below
         data = export(2, True)
         if all(_same_outputs(model, data, (batch, *shape)) for batch in (1, 3)):
             return data
-    except Exception:  # the model's code pins the batch size: try batch 1
-        pass
     try:
         data = export(1, False)
     except Exception as e:

@@ -8,6 +8,8 @@ ends above its start.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Mapping
 
 import numpy as np
@@ -77,9 +79,7 @@ def fit(spec: LayerSpec, fixed: Params, start: Mapping[str, np.ndarray], target:
         grads = kernel_grads(spec, params, 2.0 * diff / scale, ks)
         return f, pack(spec, grads)
 
-    try:
+    with contextlib.suppress(_ConvergedError):  # raised by ``loss`` once the fit is exact: stop there
         minimize(loss, best["x"], jac=True, method="L-BFGS-B",
                  options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
-    except _ConvergedError:
-        pass
     return unpack(spec, best["x"])  # type: ignore[arg-type]
