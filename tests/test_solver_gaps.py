@@ -149,19 +149,21 @@ def test_reordered_chain_keeps_every_map():
     input 5, output 1: taps {0,3,6} first leaves a 6-span, then a 2-tap stage a 7-span map of size 0); the
     decoder then puts the whole padding on the first stage, and the chain builds, covers and costs the same."""
     from osc_design import cost
-    from osc_design.solver.chain import build
-    from osc_design.solver.search import Combo, Need, Search, State
+    from osc_design.solver.axis import Axis
+    from osc_design.solver.chain import Move, _build_ordered, _maps_nonempty, build, reordered
     from osc_design.solver.space import SearchSpace
 
     target = Target(8, 4, (9, 1), padding=(2, 0), input_size=(5, 3))
-    search = Search(SearchSpace.create(target, "params", None, False, True, None, 1.0))
+    space = SearchSpace.create(target, "params", None, False, True, None, 1.0)
+    axes = (Axis(space, 0), Axis(space, 1))
 
     def move(k, d, n, special):
-        return (Combo("pre", k, State((0,), (0,), 0, True), (k, 1), (d, 1), (0, 0), Need(1, 1, 1)), n, special)
+        return Move((k, 1), (d, 1), n, special)
 
     moves = [move(2, 1, 2, False), move(2, 1, 2, False), move(3, 3, 2, True)]  # the programme's order
-    assert search._maps_nonempty(moves) and not search._maps_nonempty([moves[2], *moves[:2]])
-    built = search._build_reordered([moves[2], *moves[:2]], True)
+    assert _maps_nonempty(axes, moves) and not _maps_nonempty(axes, [moves[2], *moves[:2]])
+    built = _build_ordered(axes, 8, 4, [moves[2], *moves[:2]], True)
+    assert reordered(axes, 8, 4, moves) == built
     assert [s.padding for s in built] == [(2, 0), (0, 0), (0, 0)]
     spec = build(target, built, "osc", {})
     assert coverage(spec).full and cost(spec).params == 4 * (2 * 3 + 2 * 2 + 2 * 2)

@@ -90,6 +90,21 @@ optimal. Prunings that keep it exact:
    costs are multiples of the widths' gcd, so the passes' upper bounds start at the integer bound of
    the empty chain and rise by one such unit (later by 2 % and 20 %), capped by the undilated optimum.
 
+Splitting (the reordered dilated space). With dilation, ``params``, no stride, internal widths ``C_out``,
+full coverage and rectangular kernels, two closed searches (:mod:`~osc_design.solver.direct`) replace the
+programme. A stage of volume ``n kh kw`` with two factors above 1 costs at least their sum (``a b >= a + b``
+for ``a, b >= 2``, equal only for ``2 * 2``), and splitting it into a ``1 x 1`` stage of fan-in ``n`` and
+depthwise ``kh x 1`` and ``1 x kw`` stages (same dilations and place in each axis's mixed-radix order)
+keeps the reach and both footprints. So over any number of stages the optimum is a cheapest product of
+fan-ins reaching ``C_in`` (a shortest path over the factor still missing, ``ceil(C_in / r)``) plus, per
+axis, a cheapest kernel sequence covering the window (a shortest path over the footprint automaton);
+the designs of that cost are those chains with factors of 2 of different kinds sharing a stage, and the
+one with the fewest stages is returned when it fits the stage cap (else the programme searches the
+capped space). With at most two stages, the cheapest second stage for a given first one is the
+smallest possible factor of each kind (channel, height, width) independently, so the first stages
+are enumerated. Both agree with the programme (value and stage count) and with brute forces over
+small chains in ``tests/test_solver_direct.py``.
+
 Stage cap. A stage helps only if it multiplies the channel reach by ``n >= 2`` or grows a spatial
 span. Besides the first stage, at most ``ceil(log2 C_in)`` stages of an optimal design carry a fan-in
 ``n >= 2`` (else dropping the smallest one keeps ``prod n >= C_in`` at lower cost), and a stage that
@@ -148,6 +163,7 @@ Modules
 -------
 :mod:`~osc_design.solver.space` (the searched space, validated once), :mod:`~osc_design.solver.axis`
 (the per-axis footprint automaton), :mod:`~osc_design.solver.search` (the dynamic programme),
+:mod:`~osc_design.solver.direct` (the closed searches of the reordered dilated space),
 :mod:`~osc_design.solver.bounds` (relaxations and water-filling), :mod:`~osc_design.solver.chain`
 (stages, the spec they build, the coverage check), :mod:`~osc_design.solver.result` (solutions and
 certificates), :mod:`~osc_design.solver.api` (:func:`solve`, :func:`pareto_front`).

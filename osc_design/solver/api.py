@@ -11,6 +11,7 @@ from ..errors import InfeasibleDesignError
 from ..spec import GraphBuilder, Target
 from .bounds import INF, space_bound
 from .result import Found, Solution, make_solution
+from . import direct
 from .search import Search
 from .space import SearchSpace, check_options, check_verify
 
@@ -28,6 +29,12 @@ def _solve_cached(target: Target, objective: str, max_stages: int | None, square
 @lru_cache(maxsize=4096)
 def _solve_space(space: SearchSpace, verify: str) -> Solution:
     """:func:`solve` per validated space (equal spaces share a solution, however their options were spelt)."""
+    if direct.applies(space):
+        pairs = space.n_hi <= 2
+        closed = direct.two_stage_search(space) if pairs else direct.split_search(space)
+        if closed is not None:
+            proof = "pairs" if pairs else "split"
+            return _solution(space, Found(closed.stages, closed.value, 1.0, closed.searched, proof), verify)
     search = Search(space)
     known = INF
     smaller = space.smaller()
@@ -43,7 +50,11 @@ def _solve_space(space: SearchSpace, verify: str) -> Solution:
         raise space.infeasible()
     best_n = min(found, key=lambda N: (found[N][0], N))
     value, stages = found[best_n]
-    solution = make_solution(space, Found(stages, int(value), search.rho, search.searched), verify)
+    return _solution(space, Found(stages, int(value), search.rho, search.searched), verify)
+
+
+def _solution(space: SearchSpace, found: Found, verify: str) -> Solution:
+    solution = make_solution(space, found, verify)
     worse = _worse_than_target(space, solution)
     if worse is not None:
         raise worse

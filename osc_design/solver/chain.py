@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..coverage import Coverage, chain_coverage, chain_footprint
 from ..coverage import coverage as exact_coverage
 from ..errors import OscDesignError
 from ..spec import GraphBuilder, LayerSpec, Target
 
-__all__ = ["Stage", "build", "model_coverage", "verify"]
+if TYPE_CHECKING:
+    from .axis import Axis
+
+__all__ = ["Stage", "Move", "build", "reordered", "model_coverage", "verify"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,67 @@ class Stage:
         return {"in_channels": self.in_channels, "out_channels": self.out_channels, "groups": self.groups,
                 "fan_in": self.fan_in, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": list(self.padding), "dilation": list(self.dilation)}
+
+
+class Move(NamedTuple):
+    """One stage of a reordered-space chain before its padding is set: kernel, dilation, fan-in, and whether it
+    is the ``C_in -> C_out`` stage (``special``)."""
+
+    kernel: tuple[int, int]
+    dilation: tuple[int, int]
+    fan_in: int
+    special: bool
+
+
+def reordered(axes: Sequence[Axis], cin: int, cout: int, moves: Sequence[Move]) -> list[Stage]:
+    """The chain of ``moves`` (given in an order valid for the mixed-radix rule) with the ``C_in -> C_out`` stage
+    first and the others in their order, paddings by the centring rule along the chain as built.
+
+    With an input size, if that order would leave an intermediate map empty, the given order is built when
+    ``C_in = C_out`` (its maps were checked along it), else the whole padding goes on the first stage (every map
+    is then at least the output); the footprint and the cost do not depend on the order.
+    """
+    order = sorted(moves, key=lambda m: not m.special)  # stable
+    if _maps_nonempty(axes, order):
+        return _build_ordered(axes, cin, cout, order, False)
+    if cin == cout:
+        return _build_ordered(axes, cin, cout, moves, False)
+    return _build_ordered(axes, cin, cout, order, True)
+
+
+def _maps_nonempty(axes: Sequence[Axis], moves: Sequence[Move]) -> bool:
+    """With an input size: does every stage of the chain built in this order keep a non-empty map?"""
+    spans = [0, 0]
+    for m in moves:
+        for a, ax in enumerate(axes):
+            spans[a] += m.dilation[a] * (m.kernel[a] - 1)
+            size = ax.size_pre(spans[a], True)
+            if size is not None and size < 1:
+                return False
+    return True
+
+
+def _build_ordered(axes: Sequence[Axis], cin: int, cout: int, moves: Sequence[Move], front: bool) -> list[Stage]:
+    """The stages in the order of ``moves``; paddings by the centring rule along the chain as built, or
+    (``front``) all of it on the first stage."""
+    spans = [0, 0]
+    if front:
+        for m in moves:
+            for a in (0, 1):
+                spans[a] += m.dilation[a] * (m.kernel[a] - 1)
+    stages: list[Stage] = []
+    for i, m in enumerate(moves):
+        c = cin if m.special else cout
+        pads = []
+        for a in (0, 1):
+            if front:
+                pads.append(0 if i else axes[a].cum_pad(spans[a], True))
+                continue
+            before = axes[a].cum_pad(spans[a], i > 0)
+            spans[a] += m.dilation[a] * (m.kernel[a] - 1)
+            pads.append(axes[a].cum_pad(spans[a], True) - before)
+        stages.append(Stage(c, cout, c // m.fan_in, m.kernel, (1, 1), (pads[0], pads[1]), m.dilation))
+    return stages
 
 
 def build(target: Target, stages: Sequence[Stage], family: str, options: dict[str, Any]) -> LayerSpec:

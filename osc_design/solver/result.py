@@ -108,11 +108,25 @@ class Found(NamedTuple):
     stages: list[Stage]
     value: int  # the objective as the search valued it
     rho: float  # the search's cost factor per unit of params (see :func:`~osc_design.solver.bounds.cost_factor`)
-    searched: int  # DP states created
+    searched: int  # DP states created (closed searches: nodes settled)
+    proof: str = "dp"  # "dp", or a closed search of :mod:`~osc_design.solver.direct`: "split", "pairs"
 
 
-def method_text(all_n: bool, n_hi: int, exact_n: bool) -> str:
+def method_text(all_n: bool, n_hi: int, exact_n: bool, proof: str = "dp") -> str:
     """The argument of optimality, as the certificate states it."""
+    if proof == "split":
+        return ("Splitting: a stage whose volume n kh kw has two factors above 1 costs at least their sum "
+                "(ab >= a + b for a, b >= 2), and splitting it into a 1x1 stage of fan-in n and depthwise kh x 1 "
+                "and 1 x kw stages (same dilations and place in each axis's order) keeps the coverage; so the "
+                "optimum over any number of stages is a cheapest fan-in product (shortest path over the factor "
+                "still missing) plus, per axis, a cheapest kernel sequence covering the window (shortest path over "
+                "the footprint automaton), with factors of 2 of different kinds sharing a stage for the fewest "
+                f"stages; that design fits the cap of {n_hi} stages, so it is optimal for all N.")
+    if proof == "pairs":
+        return ("Enumeration of every first stage (fan-in pair, kernel and dilation per axis) with its cheapest "
+                "second stage: the cost grows with each factor of the second stage, and which of them are possible "
+                "depends on the first stage's factor of the same kind only; every one-stage design too; optimal "
+                f"for N <= {n_hi}.")
     head = ("Exact dynamic programme over chain prefixes, state = (channel reach, per-axis footprint span or "
             "its parity, stride phase); every design of the space is one path and a stage's cost depends "
             "only on its transition, so the cheapest accepting state is optimal")
@@ -155,14 +169,15 @@ def _certificate(space: SearchSpace, found: Found) -> Certificate:
         )
     bound = min(bound, float(value))  # float rounding only
     gap = 100.0 * (value - bound) / value if value else 0.0
-    proven = (not space.exact_n) and objective != "macs_valid" and all_n(space, float(value), rho)
+    proven = found.proof == "split" or ((not space.exact_n) and objective != "macs_valid"
+                                        and all_n(space, float(value), rho))
     V = space.lam * target.in_channels * (max(target.kernel_size) ** 2 if space.square else
                                           target.kernel_size[0] * target.kernel_size[1])
     relax = (math.e * target.out_channels * math.log(V) if V >= math.e
              else target.out_channels * max(1.0, V)) * (rho if objective != "macs_valid" else 0.0)
     return Certificate(
         objective=objective, value=value, bound=bound, gap=gap, searched=found.searched,
-        method=method_text(proven, space.n_hi, space.exact_n), space=space.text,
+        method=method_text(proven, space.n_hi, space.exact_n, found.proof), space=space.text_for(found.proof),
         stages=len(found.stages), n_max=space.n_hi, all_n=proven, relaxation=relax, per_stage_bounds=per_n,
         n_min=space.n_lo,
     )

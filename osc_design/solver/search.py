@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from .axis import BIG, Axis
 from .bounds import INF, cost_factor, int_sum_bound, rem_lb, smooth_numbers
-from .chain import Stage
+from .chain import Move, Stage, reordered
 from .intmath import divisors, fanins
 from .space import SearchSpace
 
@@ -446,58 +446,19 @@ class Search:
         return stages
 
     def _decode_reordered(self, N: int, entry: Entry) -> list[Stage]:
-        """:meth:`decode` in the reordered space: the ``C_in -> C_out`` stage goes first, the others follow
-        in the order of the programme; paddings by the centring rule along the chain as built."""
-        moves: list[tuple[Combo, int, bool]] = []
+        """:meth:`decode` in the reordered space (see :func:`~osc_design.solver.chain.reordered`)."""
+        moves: list[Move] = []
         t = N
         while entry.combo is not None:
-            special = entry.combo.state.first and not entry.key.first  # type: ignore[union-attr]
-            moves.append((entry.combo, entry.fan_in, special))
+            combo = entry.combo
+            special = combo.state.first and not entry.key.first  # type: ignore[union-attr]
+            moves.append(Move(combo.kernel, combo.dilation, entry.fan_in, special))
             t -= 1
             if t == 0:
                 break
             entry = self._layers[t - 1][entry.key][entry.reach]  # type: ignore[index]
         moves.reverse()
-        order = sorted(moves, key=lambda m: not m[2])  # stable: the special stage first, the rest in order
-        if self._maps_nonempty(order):
-            return self._build_reordered(order, False)
-        # the programme's own order keeps every map (it checked them), but needs C_in = C_out; else the whole
-        # padding goes on the first stage: every map is then at least the output, the footprint unchanged
-        return self._build_reordered(moves, False) if self.cin == self.cout else self._build_reordered(order, True)
-
-    def _maps_nonempty(self, moves: list[tuple[Combo, int, bool]]) -> bool:
-        """With an input size: does every stage of the chain built in this order keep a non-empty map? (The
-        programme checked the sizes in its own order; the footprint and the cost do not depend on the order.)"""
-        spans = [0, 0]
-        for combo, _, _ in moves:
-            for a, ax in enumerate(self.axes):
-                spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
-                size = ax.size_pre(spans[a], True)
-                if size is not None and size < 1:
-                    return False
-        return True
-
-    def _build_reordered(self, moves: list[tuple[Combo, int, bool]], front: bool) -> list[Stage]:
-        """The stages in the order of ``moves``; paddings by the centring rule along the chain as built, or
-        (``front``) all of it on the first stage."""
-        spans = [0, 0]
-        if front:
-            for combo, _, _ in moves:
-                for a in (0, 1):
-                    spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
-        stages: list[Stage] = []
-        for i, (combo, n, special) in enumerate(moves):
-            cin = self.cin if special else self.cout
-            pads = []
-            for a in (0, 1):
-                if front:
-                    pads.append(0 if i else self.axes[a].cum_pad(spans[a], True))
-                    continue
-                before = self.axes[a].cum_pad(spans[a], i > 0)
-                spans[a] += combo.dilation[a] * (combo.kernel[a] - 1)
-                pads.append(self.axes[a].cum_pad(spans[a], True) - before)
-            stages.append(Stage(cin, self.cout, cin // n, combo.kernel, (1, 1), (pads[0], pads[1]), combo.dilation))
-        return stages
+        return reordered(self.axes, self.cin, self.cout, moves)
 
 
 def _pareto_filter(store: Layer) -> None:

@@ -84,6 +84,10 @@ def check_objective(objective: Any) -> str:
     return objective
 
 
+_GAPS_ORDER = ("dilations forming mixed-radix digits in some order of the stages in which the C_in -> C_out stage "
+               "may take any place (each step <= footprint span + 1 in that order, on both axes; so a dilated "
+               "first stage's gaps may be filled by later stages)")
+
 MAX_STAGES = 256
 """Largest ``max_stages`` accepted: far beyond any optimum's depth (the default cap is ``ceil(log2 C) + 1`` plus
 a few spatial stages, 36 at most within the supported limits), and the search is linear in it."""
@@ -264,9 +268,7 @@ class SearchSpace:
         d = ("dilations forming mixed-radix digits along the chain (each step <= footprint span + 1)"
              if self.dilated else "no dilation")
         if self.gaps:
-            d = ("dilations forming mixed-radix digits in some order of the stages in which the C_in -> C_out stage "
-                 "may take any place (each step <= footprint span + 1 in that order, on both axes; so a dilated "
-                 "first stage's gaps may be filled by later stages)")
+            d = _GAPS_ORDER
         s = "the stride on one searched stage (later taps spaced by the stride)" if self.strided else "no stride"
         cov = "full volumetric coverage" if self.lam >= 1.0 else f"at least {self.lam:.6g} of the volume covered"
         extra = ""
@@ -274,6 +276,18 @@ class SearchSpace:
             extra = "; at most one stage per axis and stride phase with a kernel > 1 (exact by exchange)"
         return (f"chains of {n}, {w}, groups dividing both widths of a stage, {k}, {d}, {s}, channel shuffles "
                 f"with the previous stage's groups, padding by the centring rule, {cov}{extra}")
+
+    def text_for(self, proof: str) -> str:
+        """:attr:`text` for a design found by ``proof`` (see :class:`~osc_design.solver.result.Found`): the closed
+        searches of the reordered space also cover chains whose two axes need different orders."""
+        if proof == "pairs":
+            return self.text.replace(_GAPS_ORDER, "dilations making each axis's footprint gap-free in some order of "
+                                     "the stages, each axis its own (every two-stage footprint without gaps, so a "
+                                     "dilated stage's gaps may be filled by the other)")
+        if proof == "split":
+            return self.text + ("; optimal also among chains whose axes need different orders (splitting every stage "
+                                "into single-factor stages makes a chain orderable on both axes at no higher cost)")
+        return self.text
 
     def infeasible(self) -> InfeasibleDesignError:
         """The error for a space without a design, saying why."""
