@@ -33,7 +33,8 @@ class Certificate:
     gap : float
         ``100 * (value - bound) / value`` (0 when the bound is reached).
     searched : int
-        Number of DP states created (all passes of the branch and bound together).
+        Number of DP states created (all passes of the branch and bound together); for the closed searches
+        of :mod:`~osc_design.solver.direct`, the nodes of their shortest paths or enumeration settled.
     method : str
         The argument of optimality.
     space : str
