@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import SpecError, check_type
 from ..ops import Conv2d
 from ..spec import LayerSpec
 from . import Projection, _bias_sinks, project
@@ -90,6 +90,7 @@ def project_file(spec: LayerSpec, path: str | Path) -> Projection:
     its design): the projection's ``spec`` is then that design, whose module with the projection's params
     reproduces the bias. A :class:`~osc_design.SpecError` where the design does not end in a conv.
     """
+    check_type(spec, LayerSpec, "spec")
     weight, bias = load_conv_weights(path)
     if bias is not None and not _bias_sinks(spec):
         from ..transform import with_output_bias
