@@ -71,6 +71,23 @@ def test_bad_input(args, code, message):
     assert "Traceback" not in out + err
 
 
+def test_onnx_export_refuses_a_missing_output_before_projecting(tmp_path, monkeypatch):
+    np = pytest.importorskip("numpy")
+    from osc_design import Target, get_family, save
+    from osc_design.weights import files
+
+    def fail(*args, **kwargs):
+        raise AssertionError("projected before the missing --output was refused")
+
+    monkeypatch.setattr(files, "project", fail)
+    save(get_family("osc-2").build(Target(8, 8, 3)), tmp_path / "d.json")
+    np.save(tmp_path / "w.npy", np.ones((8, 8, 3, 3)))
+    exit_code, out, err = _run(["export", str(tmp_path / "d.json"), "--to", "onnx",
+                                "--weights", str(tmp_path / "w.npy")])
+    assert exit_code == 2 and err.startswith("Error: Invalid value for '--output'") and err.count("\n") == 1
+    assert "projection" not in out + err
+
+
 def test_output_is_not_written_on_error(tmp_path):
     target = tmp_path / "out.json"
     exit_code, _, _ = _run(["--channels", "8", "--kernel", "7x", "--output", str(target)])

@@ -245,6 +245,37 @@ def test_bad_arguments_are_named():
         project(spec, np.zeros((8, 8, 3, 3)), method="svd")
 
 
+@pytest.mark.parametrize(("args", "kwargs", "message"), [
+    ((np.ones((8, 8, 3, 3)) + 1j,), {}, r"^`weight` must be an array of real numbers, got dtype complex128 of shape "
+                                         r"\(8, 8, 3, 3\)$"),
+    ((np.full((8, 8, 3, 3), None),), {}, "^`weight` must be an array of real numbers, got dtype object"),
+    (([[1.0], [1.0, 2.0]],), {}, r"^`weight` \(list\) is not an array of numbers"),
+    ((np.full((8, 8, 3, 3), np.nan),), {}, r"^`weight` \(shape \(8, 8, 3, 3\)\) contains NaN"),
+    ((np.zeros((8, 8, 3, 3)), np.full(8, np.inf)), {}, r"^`bias` \(shape \(8,\)\) contains inf \(8 of 8 values\)$"),
+    ((np.zeros((8, 8, 3, 3)), np.array([np.nan] + [0.0] * 7)), {}, r"^`bias` \(shape \(8,\)\) contains NaN \(1 of"),
+    ((np.zeros((8, 8, 3, 3)), np.zeros(8, dtype=complex)), {}, "^`bias` must be an array of real numbers"),
+    ((np.zeros((8, 8, 3, 3)),), {"max_iter": 0}, r"^`max_iter` \(=0\) must be >= 1$"),
+    ((np.zeros((8, 8, 3, 3)),), {"max_iter": 2.5}, r"^`max_iter` \(=2.5\) must be an integer$"),
+    ((np.zeros((8, 8, 3, 3)),), {"seed": "x", "init": "random"}, r"^`seed` \(='x'\) must be an integer$"),
+    ((np.zeros((8, 8, 3, 3)),), {"seed": -1}, r"^`seed` \(=-1\) must be >= 0$"),
+])
+def test_bad_arrays_and_numbers_are_named_in_one_line(args, kwargs, message):
+    from osc_design.errors import SpecError
+
+    spec = get_family("osc").build(Target(8, 8, 3))
+    with pytest.raises(SpecError, match=message) as caught:
+        project(spec, *args, **kwargs)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 250
+
+
+def test_a_fresh_seed_and_numpy_or_torch_numbers_are_accepted():
+    spec = get_family("depthwise-separable").build(Target(4, 6, 3))
+    w = np.random.default_rng(13).standard_normal((6, 4, 3, 3))
+    found = project(spec, torch.from_numpy(w).float(), np.arange(6), method="iterative", seed=None, max_iter=5)
+    assert found.bias_error is not None and found.bias_error > 0.5  # no node carries a bias: it stays unfitted
+    assert np.isfinite(found.error)
+
+
 def _structured_model():
     """A CNN whose second conv is itself depthwise separable (so projecting it is exact)."""
     from torch import nn
@@ -323,6 +354,64 @@ def test_export_with_weights_writes_a_module_that_starts_from_the_projection(tmp
             assert np.allclose(got[nid]["weight"], arrays["weight"], atol=1e-5)
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--weights", str(tmp_path / "d.json")])
     assert bad.exit_code == 2 and "--weights" in bad.output
+
+
+def _exported_output(out, to, x):
+    """The output (NCHW, float64) of the module or model ``export`` wrote to ``out``, on NCHW ``x``."""
+    if to == "onnx":
+        import onnxruntime
+
+        from osc_design.backends.onnx import INPUT
+
+        return onnxruntime.InferenceSession(str(out)).run(None, {INPUT: x.astype(np.float32)})[0]
+    namespace: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), namespace)
+    module = namespace["OscDesign"]()
+    if to == "torch":
+        with torch.no_grad():
+            return module(torch.from_numpy(x.astype(np.float32))).numpy()
+    return np.asarray(module(x.transpose(0, 2, 3, 1).astype(np.float32))).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("to", ["torch", "jax", "onnx"])
+def test_export_with_weights_keeps_the_trained_bias_of_a_design_without_one(tmp_path, to):
+    from typer.testing import CliRunner
+
+    from osc_design import save
+    from osc_design.cli import app
+
+    pytest.importorskip({"torch": "torch", "jax": "flax", "onnx": "onnxruntime"}[to])
+    spec = get_family("depthwise-separable").build(Target(4, 6, 3))  # no bias node
+    rng = np.random.default_rng(11)
+    dw, pw, b = rng.standard_normal((4, 3, 3)), rng.standard_normal((6, 4)), rng.standard_normal(6)
+    w = np.einsum("oi,iyx->oiyx", pw, dw)  # exactly depthwise separable: the design reproduces the conv
+    save(spec, tmp_path / "d.json")
+    np.savez(tmp_path / "w.npz", weight=w, bias=b)
+    out = tmp_path / ("m.onnx" if to == "onnx" else f"m_{to}.py")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--to", to, "--weights",
+                                      str(tmp_path / "w.npz"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "bias error 0" in result.output
+    x = rng.standard_normal((2, 4, 16, 16))  # the ONNX model fixes the default size
+    dense = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1)
+    np.testing.assert_allclose(_exported_output(out, to, x), dense.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_export_refuses_a_bias_the_design_cannot_carry(tmp_path):
+    from typer.testing import CliRunner
+
+    from osc_design import save
+    from osc_design.cli import app
+
+    save(get_family("compconv").build(Target(6, 6, 3), depth=1), tmp_path / "d.json")  # ends in a shuffle
+    rng = np.random.default_rng(12)
+    np.savez(tmp_path / "w.npz", weight=rng.standard_normal((6, 6, 3, 3)), bias=rng.standard_normal(6))
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--weights", str(tmp_path / "w.npz")])
+    assert result.exit_code == 2 and "cannot carry" in result.output and "'--weights'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    np.save(tmp_path / "c.npy", np.ones((6, 6, 3, 3), dtype=complex))  # not cast to real on loading
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "d.json"), "--weights", str(tmp_path / "c.npy")])
+    assert result.exit_code == 2 and "got dtype complex128" in result.output
 
 
 @pytest.mark.parametrize("family", ["depthwise-separable", "osc-2", "osc"])

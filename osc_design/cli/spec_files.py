@@ -103,11 +103,9 @@ def verify_cmd(
             f"{ch.backend} {ch.quantity} expected {ch.expected}, measured {ch.measured}" for ch in report.failures))
 
 
-def _export_onnx(spec: Any, graph_name: str, output: Path | None, params: Any) -> None:
+def _export_onnx(spec: Any, graph_name: str, output: Path, params: Any) -> None:
     """``export --to onnx``: the checked ONNX model of ``spec`` (with ``params``, else random weights) written
     to ``output``."""
-    if output is None:
-        raise typer.BadParameter("an ONNX model is a binary file: give --output FILE", param_hint="'--output'")
     try:
         from ..backends.onnx import export_onnx
     except ImportError as exc:
@@ -139,8 +137,13 @@ def export_cmd(
     """
     check_output(output)
     spec = _load_spec(spec_file)
-    params = None if weights is None else _projected(spec, weights)
+    if to is ExportTarget.onnx and output is None:  # before the projection, which can take minutes
+        raise typer.BadParameter("an ONNX model is a binary file: give --output FILE", param_hint="'--output'")
+    params = None
+    if weights is not None:  # the projection's design: the spec, with an output bias where the conv has one
+        spec, params = _projected(spec, weights)
     if to is ExportTarget.onnx:
+        assert output is not None
         _export_onnx(spec, class_name, output, params)
         return
     from ..backends.export import export_source
@@ -152,16 +155,16 @@ def export_cmd(
     out.emit(source, output)
 
 
-def _projected(spec: Any, path: Path) -> Any:
-    """``--weights``: the projection of the file's conv onto ``spec`` (its error on stderr); a file that
-    cannot be read or does not fit the spec's target is invalid input."""
-    from ..weights import project
-    from ..weights.files import load_conv_weights
+def _projected(spec: Any, path: Path) -> tuple[Any, Any]:
+    """``--weights``: the design and params of the projection of the file's conv onto ``spec`` (its error on
+    stderr; see :func:`~osc_design.weights.files.project_file`); a file that cannot be read or does not fit
+    the spec's target is invalid input."""
+    from ..weights.files import project_file
 
     try:
-        found = project(spec, *load_conv_weights(path))
+        found = project_file(spec, path)
     except SpecError as e:
         raise typer.BadParameter(str(e), param_hint="'--weights'") from None
     bias = "" if found.bias_error is None else f", bias error {found.bias_error:.3g}"
     typer.echo(f"projection ({found.method}): relative error {found.error:.4g}{bias}", err=True)
-    return found.params
+    return found.spec, found.params

@@ -36,8 +36,9 @@ def _model(name: str | None, model_ref: str | None, input_size: str | None) -> t
 
 
 def _onnx_summary(path: str, input_size: str | None, batch: int) -> Any:
-    """``summary FILE.onnx``: the ONNX summary (a missing file, an unreadable model or an input that cannot be
-    fixed is invalid input)."""
+    """``summary FILE.onnx``: the ONNX summary (a missing file, an unreadable model, or a --batch or
+    --input-size that contradicts the model's input or leaves it symbolic, is invalid input naming that
+    option)."""
     from pathlib import Path
 
     if not Path(path).is_file():
@@ -47,8 +48,13 @@ def _onnx_summary(path: str, input_size: str | None, batch: int) -> Any:
     except ImportError:  # pragma: no cover - osc-design[onnx] not installed
         raise typer.BadParameter(f"{path!r}: an ONNX summary needs the onnx package: pip install 'osc-design[onnx]'",
                                  param_hint="'NAME'") from None
+    from ..errors import OptionError
+
     try:
         return summary_onnx(path, batch=batch, input_size=parse_shape(input_size))
+    except OptionError as e:  # the argument it names: --batch, --input-size, or the model itself
+        hint = {"batch": "'--batch'", "input_size": "'--input-size'"}.get(e.option, "'NAME'")
+        raise typer.BadParameter(f"{path}: {e}", param_hint=hint) from None
     except ValueError as e:
         raise typer.BadParameter(f"{path}: {e}", param_hint="'--input-size'") from None
     except Exception as e:  # onnx cannot parse or infer the file
@@ -89,7 +95,8 @@ def summary_cmd(
 
     MACs count every output position (padding included) and no bias; FLOPs = 2 x MACs; norms,
     pooling and activations count no MACs (README: summary conventions). NAME may be a .onnx file
-    (shapes from ONNX shape inference; --input-size fixes symbolic dimensions of one sample).
+    (shapes from ONNX shape inference; --input-size fixes symbolic dimensions of one sample, and must
+    agree with the dimensions the model fixes).
 
     Examples: osc-design summary resnet18; osc-design summary --model path/to/net.py:make_net -i 3x64x64 -f csv;
     osc-design summary design.onnx -f json

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import OptionError, SpecError
 from .summary import KINDS, Summary, SummaryRow
 
 __all__ = ["NON_COMPUTING", "KIND_OF", "summary_onnx", "load_onnx"]
@@ -112,27 +112,37 @@ def _graph_input(model: Any) -> Any:
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
-        raise ValueError(f"the model has {len(inputs)} graph inputs; a summary needs exactly one")
+        raise OptionError(f"the model has {len(inputs)} graph inputs; a summary needs exactly one", "model",
+                          "one-input")
     return inputs[0]
 
 
 def _fix_input(model: Any, batch: int, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
-    """Set the graph input's dimensions (in place): ``batch`` for the first symbolic one, ``input_size`` after
-    it; the full input shape."""
+    """Set the graph input's symbolic dimensions (in place): ``batch`` for the first, ``input_size`` after it;
+    the full input shape. A ``batch`` (other than 1) or an ``input_size`` that contradicts a dimension the
+    model fixes is an :class:`~osc_design.errors.OptionError` naming it, never an override."""
     dims = _graph_input(model).type.tensor_type.shape.dim
+    shown = "x".join(str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in dims)
     if input_size is not None:
         if len(input_size) != len(dims) - 1:
-            raise ValueError(f"input_size {tuple(input_size)} has {len(input_size)} dimensions; the model's input "
-                             f"has {len(dims) - 1} besides the batch")
+            raise OptionError(f"input_size {tuple(input_size)} has {len(input_size)} dimensions; the model's input "
+                              f"({shown}) has {len(dims) - 1} besides the batch", "input_size", "rank")
+        fixed = [f"{d.dim_value} at dimension {i}" for i, (d, v) in enumerate(zip(list(dims)[1:], input_size,
+                 strict=True), 1) if d.HasField("dim_value") and d.dim_value != v]
+        if fixed:
+            raise OptionError(f"input_size {tuple(input_size)} contradicts the model's input ({shown}), which fixes "
+                              f"{', '.join(fixed)}: give the sizes it fixes, or no input_size", "input_size", "fixed")
         for d, v in zip(list(dims)[1:], input_size, strict=True):
             d.dim_value = int(v)
     if dims and not dims[0].HasField("dim_value"):
         dims[0].dim_value = batch
     elif dims and dims[0].dim_value != batch and batch != 1:
-        raise ValueError(f"the model's input has a fixed batch of {dims[0].dim_value}, not {batch}")
+        raise OptionError(f"the model's input ({shown}) has a fixed batch of {dims[0].dim_value}, not {batch}",
+                          "batch", "fixed")
     missing = [i for i, d in enumerate(dims) if not d.HasField("dim_value")]
     if missing:
-        raise ValueError(f"the model's input has symbolic dimensions {missing}: give input_size (one sample)")
+        raise OptionError(f"the model's input ({shown}) has symbolic dimensions {missing}: give input_size (one "
+                          "sample)", "input_size", "symbolic")
     return tuple(int(d.dim_value) for d in dims)
 
 
@@ -264,8 +274,10 @@ def summary_onnx(model: Any, *, batch: int = 1, input_size: tuple[int, ...] | No
     """Summarise an ONNX model (a path or a ``ModelProto``): one row per computing node.
 
     ``batch`` fixes the input's first symbolic dimension; ``input_size`` (one sample, without the batch,
-    ``(3, 224, 224)``) the others. Counts follow the module docstring's conventions; MACs and output
-    elements are for the whole batch.
+    ``(3, 224, 224)``) the others. Dimensions the model fixes stay: an ``input_size`` that contradicts one,
+    or a ``batch`` other than 1 that contradicts a fixed batch, is an :class:`~osc_design.errors.OptionError`
+    (a ``ValueError``) whose ``option`` names it. Counts follow the module docstring's conventions; MACs and
+    output elements are for the whole batch.
 
     >>> from osc_design import Target, get_family
     >>> from osc_design.backends.onnx import to_onnx
@@ -277,10 +289,11 @@ def summary_onnx(model: Any, *, batch: int = 1, input_size: tuple[int, ...] | No
     import onnx
 
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        raise OptionError(f"batch must be a positive integer, got {batch!r}", "batch", "type")
     if input_size is not None and (not input_size or any(
             isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_size)):
-        raise ValueError(f"input_size must be a non-empty tuple of positive integers, got {input_size!r}")
+        raise OptionError(f"input_size must be a non-empty tuple of positive integers, got {input_size!r}",
+                          "input_size", "type")
     proto, default_name = load_onnx(model)
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, check_type
+from ..geometry import check_int
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec
 from ._chain import chain_of, chain_projection, exact_chain
@@ -136,14 +137,37 @@ class Projection:
                 "bias_error": self.bias_error}
 
 
+def _real_array(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array, or a :class:`SpecError` naming argument ``name``: the value must be an array
+    of real numbers (bool, int or float dtype), all finite.
+
+    >>> _real_array([1, 2], "bias").tolist()
+    [1.0, 2.0]
+    >>> _real_array(np.ones(2, dtype=complex), "bias")
+    Traceback (most recent call last):
+    ...
+    osc_design.errors.SpecError: `bias` must be an array of real numbers, got dtype complex128 of shape (2,)
+    """
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as e:  # ragged nesting, a tensor that requires grad, ...
+        raise SpecError(f"`{name}` ({type(value).__name__}) is not an array of numbers: "
+                        f"{str(e).strip().splitlines()[0]}") from None
+    if a.dtype.kind not in "biuf":
+        raise SpecError(f"`{name}` must be an array of real numbers, got dtype {a.dtype} of shape {a.shape}")
+    a = a.astype(np.float64)
+    for bad, found in (("NaN", np.isnan(a)), ("inf", np.isinf(a))):
+        if np.any(found):
+            raise SpecError(f"`{name}` (shape {a.shape}) contains {bad} ({int(np.sum(found))} of {a.size} values)")
+    return a
+
+
 def _target(spec: LayerSpec, weight: Any, win: Window) -> np.ndarray:
     t = spec.target
-    w = np.asarray(weight, dtype=np.float64)
+    w = _real_array(weight, "weight")
     if w.ndim != 4 or w.shape[0] != t.out_channels or tuple(w.shape[2:]) != t.kernel_size:
         raise SpecError(f"`weight` has shape {w.shape}, expected ({t.out_channels}, {t.in_channels} / groups, "
                         f"{t.kernel_size[0]}, {t.kernel_size[1]}) for target {t.describe()}")
-    if not np.all(np.isfinite(w)):
-        raise SpecError("`weight` has non-finite values")
     if w.shape[1] != t.in_channels:
         w = expand_groups(w, t.in_channels)
     out = np.zeros((t.out_channels, t.in_channels, *win.size))
@@ -165,7 +189,7 @@ def _fixed(spec: LayerSpec) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _random_start(spec: LayerSpec, seed: int, norm: float) -> dict[str, np.ndarray]:
+def _random_start(spec: LayerSpec, seed: int | None, norm: float) -> dict[str, np.ndarray]:
     """Seeded normal weights, each conv scaled like PyTorch's fan-in init, the whole scaled toward ``norm``."""
     rng = np.random.default_rng(seed)
     start = {c.id: rng.standard_normal(c.weight_shape) / np.sqrt(np.prod(c.weight_shape[1:])) for c in spec.convs}
@@ -176,15 +200,27 @@ def _random_start(spec: LayerSpec, seed: int, norm: float) -> dict[str, np.ndarr
     return start
 
 
-def _fit_bias(spec: LayerSpec, params: dict[str, dict[str, np.ndarray]], bias: Any) -> float | None:
-    """Put ``bias`` on the bias-carrying nodes nearest the output (least squares); the relative bias error."""
+def _bias_sinks(spec: LayerSpec) -> list[str]:
+    """The nodes that can carry a bias (batch norms, convs with a bias), nearest the output first."""
+    return [n for n in reversed(spec.order) if isinstance(spec.node_map[n], BatchNorm)
+            or (isinstance(node := spec.node_map[n], Conv2d) and node.bias)]
+
+
+def _bias(spec: LayerSpec, bias: Any) -> np.ndarray | None:
+    """The checked ``bias`` argument of :func:`project` (``None`` stays ``None``)."""
     if bias is None:
         return None
-    b = np.asarray(bias, dtype=np.float64)
+    b = _real_array(bias, "bias")
     if b.shape != (spec.target.out_channels,):
         raise SpecError(f"`bias` has shape {b.shape}, expected ({spec.target.out_channels},)")
-    sinks = [n for n in reversed(spec.order) if isinstance(spec.node_map[n], BatchNorm)
-             or (isinstance(node := spec.node_map[n], Conv2d) and node.bias)]
+    return b
+
+
+def _fit_bias(spec: LayerSpec, params: dict[str, dict[str, np.ndarray]], b: np.ndarray | None) -> float | None:
+    """Put bias ``b`` on the bias-carrying nodes nearest the output (least squares); the relative bias error."""
+    if b is None:
+        return None
+    sinks = _bias_sinks(spec)
     scale = max(float(np.linalg.norm(b)), np.finfo(float).tiny)
     want = b - biases(spec, params)
     for used in range(1, len(sinks) + 1):
@@ -206,7 +242,7 @@ def _fit_bias(spec: LayerSpec, params: dict[str, dict[str, np.ndarray]], bias: A
 
 
 def project(spec: LayerSpec, weight: Any, bias: Any = None, *, method: str = "auto", init: str = "sweep",
-            max_iter: int = 200, seed: int = 0) -> Projection:
+            max_iter: int = 200, seed: int | None = 0) -> Projection:
     """The design's parameters that bring its dense kernel closest to a trained conv's ``weight``.
 
     Parameters
@@ -225,15 +261,23 @@ def project(spec: LayerSpec, weight: Any, bias: Any = None, *, method: str = "au
         Start of the iterative fit: ``"sweep"`` (the greedy SVD sweep of a chain; random otherwise) or
         ``"random"``.
     max_iter, seed:
-        L-BFGS iterations, and the seed of a random start.
+        L-BFGS iterations (a positive int), and the seed of a random start (an int >= 0, or ``None`` for a
+        fresh one).
+
+    ``weight`` and ``bias`` must be finite arrays of real numbers; any bad argument is a
+    :class:`~osc_design.SpecError` naming it.
     """
     check_type(spec, LayerSpec, "spec")
     if method not in METHODS:
         raise SpecError(f"`method` (={method!r}) must be one of {', '.join(METHODS)}")
     if init not in ("sweep", "random"):
         raise SpecError(f"`init` (={init!r}) must be 'sweep' or 'random'")
+    check_int(max_iter, "max_iter", minimum=1)
+    if seed is not None:
+        check_int(seed, "seed", minimum=0)
     win = window(spec)
     target = _target(spec, weight, win)
+    b = _bias(spec, bias)
     params = _fixed(spec)
     chain = chain_of(spec, params)
     exact = chain is not None and exact_chain(spec, chain)
@@ -253,7 +297,7 @@ def project(spec: LayerSpec, weight: Any, bias: Any = None, *, method: str = "au
     for nid, w in weights.items():
         params.setdefault(nid, {})["weight"] = w
     error = residual(spec, params, target, win) if np.any(target) else 0.0
-    bias_error = _fit_bias(spec, params, bias)
+    bias_error = _fit_bias(spec, params, b)
     kind = "closed form" if exact and method != "iterative" else "iterative"
     return Projection(spec, params, error, bias_error, kind, start_error)
 

@@ -3,7 +3,8 @@
 :func:`load_conv_weights` reads ``.npy`` (the weight alone), ``.npz`` (arrays ``weight`` and optionally
 ``bias``) and ``.pt`` / ``.pth`` (a tensor, or a dict such as a conv's ``state_dict`` with ``weight`` and
 optionally ``bias``). Files are parsed, never evaluated: numpy without ``allow_pickle``, and
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``. :func:`project_file` projects the conv of such a file onto a design, giving
+the design an output bias where the conv has a bias and the design nothing to carry it.
 
 :func:`with_trained_weights` adds a projection's params to the source :func:`~osc_design.backends.export_source`
 writes: a ``TRAINED`` constant (base64 float32 arrays, in the framework's own names and layouts) and a
@@ -19,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import SpecError, check_type
 from ..ops import Conv2d
 from ..spec import LayerSpec
+from . import Projection, _bias_sinks, project
 
-__all__ = ["load_conv_weights", "with_trained_weights", "WEIGHT_SUFFIXES"]
+__all__ = ["load_conv_weights", "project_file", "with_trained_weights", "WEIGHT_SUFFIXES"]
 
 WEIGHT_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
 """File suffixes :func:`load_conv_weights` reads."""
@@ -40,9 +42,12 @@ def _from_mapping(found: Mapping[str, Any], path: Path) -> tuple[np.ndarray, np.
 
 
 def _array(value: Any) -> np.ndarray:
+    """The stored array as it is (a complex or non-numeric one is refused by :func:`~osc_design.weights.project`,
+    not cast); a torch tensor in float64."""
     if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().double().numpy()
-    return np.asarray(value, dtype=np.float64)
+        value = value.detach().cpu()
+        value = (value.resolve_conj() if value.is_complex() else value.double()).numpy()
+    return np.asarray(value)
 
 
 def load_conv_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -75,6 +80,27 @@ def load_conv_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(found, Mapping):
         return _from_mapping(found, p)
     return _array(found), None
+
+
+def project_file(spec: LayerSpec, path: str | Path) -> Projection:
+    """The projection (:func:`~osc_design.weights.project`) of the trained conv stored at ``path`` onto ``spec``.
+
+    A conv with a bias, for a design with no node that can carry one, is projected onto
+    :func:`~osc_design.transform.with_output_bias` of ``spec`` (as a network plan gives a replaced conv's bias to
+    its design): the projection's ``spec`` is then that design, whose module with the projection's params
+    reproduces the bias. A :class:`~osc_design.SpecError` where the design does not end in a conv.
+    """
+    check_type(spec, LayerSpec, "spec")
+    weight, bias = load_conv_weights(path)
+    if bias is not None and not _bias_sinks(spec):
+        from ..transform import with_output_bias
+
+        try:
+            spec = with_output_bias(spec)
+        except SpecError as e:
+            raise SpecError(f"{str(path)!r} holds a bias, which the design cannot carry: {e} (save the weight "
+                            "alone to project it without the bias)") from None
+    return project(spec, weight, bias)
 
 
 def _encode(value: np.ndarray) -> tuple[tuple[int, ...], str]:

@@ -107,3 +107,46 @@ def test_third_party_exports_equal_onnx_tool_and_torch_macs(name, tmp_path):
     # folded biases (zeros, with fresh norms) once, shared through Identity: fewer params in the file
     norms = sum(r.params for r in ts.rows if r.kind == "norm")
     assert ts.params - norms < s.params < ts.params
+
+
+def _osc_model(batch: int | None = None):
+    """The product's ONNX export of a small design (input Nx16x8x8), its batch fixed to ``batch`` if given."""
+    from osc_design import get_family
+
+    model = to_onnx(get_family("osc").build(Target(16, 32, 3, input_size=8)))
+    if batch is not None:
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    return model
+
+
+def test_dimensions_the_model_fixes_are_refused_not_overridden():
+    from osc_design.errors import OptionError
+
+    free, fixed = _osc_model(), _osc_model(batch=4)
+    assert summary(free, batch=3, input_size=(16, 8, 8)).input_shape == (3, 16, 8, 8)  # agreeing sizes are fine
+    assert summary(fixed).input_shape == (4, 16, 8, 8)  # the default batch of 1 takes the model's own
+    for model, kwargs, option, words in [
+        (free, {"input_size": (16, 9, 9)}, "input_size", "which fixes 8 at dimension 2, 8 at dimension 3"),
+        (free, {"input_size": (8, 8, 8)}, "input_size", "which fixes 16 at dimension 1"),
+        (free, {"input_size": (16, 8)}, "input_size", "has 2 dimensions; the model's input (Nx16x8x8) has 3"),
+        (fixed, {"batch": 2}, "batch", "the model's input (4x16x8x8) has a fixed batch of 4, not 2"),
+        (fixed, {"batch": 0}, "batch", "batch must be a positive integer"),
+    ]:
+        with pytest.raises(OptionError) as caught:
+            summary(model, **kwargs)
+        assert caught.value.option == option and words in str(caught.value), str(caught.value)
+
+
+def test_cli_names_the_option_that_contradicts_the_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from osc_design.cli import app
+
+    onnx.save(_osc_model(batch=4), str(tmp_path / "fixed.onnx"))
+    path = str(tmp_path / "fixed.onnx")
+    for args, hint in [(["--batch", "2"], "'--batch'"), (["-i", "16x9x9"], "'--input-size'")]:
+        result = CliRunner().invoke(app, ["summary", path, *args])
+        assert result.exit_code == 2 and f"Invalid value for {hint}" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    ok = CliRunner().invoke(app, ["summary", path, "-i", "16x8x8", "--batch", "4", "-f", "json"])
+    assert ok.exit_code == 0 and '"input_shape": [\n    4,\n    16,\n    8,\n    8\n  ]' in ok.output
