@@ -174,3 +174,17 @@ def test_large_targets_cover_and_cost_what_they_claim(c_in, c_out, kh, kw):
         assert coverage(sol.spec).full
         assert sol.certificate.bound <= sol.cost.params
     assert free.cost.params <= two.cost.params
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "k"), [(16, 16, 5), (32, 8, (9, 5))])
+def test_dilated_pareto_front_equals_one_programme_for_every_stage_count(c_in, c_out, k):
+    """The front from one exact programme per stage count (up to the split optimum's) equals the front of the
+    programme that keeps a design for every stage count at once, over the whole stage range."""
+    from osc_design.solver import pareto_front
+
+    target = Target(c_in, c_out, k)
+    space = _space(target)
+    found = Search(space).solve(space_bound(space, 1.0), per_n=True)
+    points = sorted((N, int(v)) for N, (v, _) in found.items())
+    front = [(N, v) for N, v in points if not any(v2 <= v and N2 < N for N2, v2 in points)]
+    assert [(s.spec.stages, s.cost.params) for s in pareto_front(target, dilation=True)] == front

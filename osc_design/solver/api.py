@@ -146,14 +146,37 @@ def solve(target: Target, objective: str = "params", max_stages: int | None = No
     return _solve_cached(target, objective, max_stages, square_only, dilation, widths, min_coverage, verify)
 
 
+def _per_stage_count(space: SearchSpace, objective: str) -> list[tuple[int, Found]]:
+    """The exact optimum of ``objective`` for every stage count of ``space`` that can be on the Pareto front.
+
+    Params only (no input size) in the space of the closed searches: a chain with more stages than the split
+    optimum (the cheapest design over any number of stages, fewest stages among equal costs) costs at least as
+    much, so it is dominated; each count up to it gets its own programme with exactly that many stages (one
+    programme for every count at once would need an upper bound above the most expensive, one-stage, optimum).
+    Otherwise one programme with a design per stage count."""
+    if objective == "params" and space.target.input_size is None and direct.applies(space):
+        split = direct.split_search(space)
+        top = space.n_hi if split is None else min(space.n_hi, len(split.stages))
+        out = []
+        for N in range(space.n_lo, top + 1):
+            search = Search(space.with_stages(N, objective))
+            for n, (value, stages) in search.solve(space_bound(search.space, search.rho)).items():
+                out.append((n, Found(stages, int(value), search.rho, search.searched)))
+        return out
+    search = Search(dataclasses.replace(space, objective=objective))
+    found = search.solve(space_bound(space, search.rho), per_n=True)
+    return [(N, Found(stages, int(value), search.rho, search.searched)) for N, (value, stages) in sorted(found.items())]
+
+
 def pareto_front(target: Target, max_stages: int | None = None, square_only: bool = False, dilation: bool = False,
                  widths: Sequence[int] | int | None = None, min_coverage: float = 1.0, *,
                  verify: str = "full") -> list[Solution]:
     """Non-dominated designs over (params, macs, stages), sorted by stages.
 
     For every stage count ``N`` the exact ``N``-stage optimum for params (and, with an input size, for
-    MACs) is computed; the designs no other one beats or ties in all three measures are returned. Each
-    solution's certificate is for its own stage count.
+    MACs) is computed (with dilation and params only, up to the stage count of the cheapest design over any
+    number of stages: more stages cost no less and are dominated); the designs no other one beats or ties in
+    all three measures are returned. Each solution's certificate is for its own stage count.
 
     >>> [s.cost.params for s in pareto_front(Target(64, 64, 3), max_stages=3)]
     [36864, 3072, 1600]
@@ -163,11 +186,9 @@ def pareto_front(target: Target, max_stages: int | None = None, square_only: boo
     objectives = ["params"] + (["macs"] if target.input_size is not None else [])
     cands: list[Solution] = []
     for objective in objectives:
-        search = Search(dataclasses.replace(space, objective=objective))
-        found = search.solve(space_bound(space, search.rho), per_n=True)
-        for N, (value, stages) in sorted(found.items()):
+        for N, found in _per_stage_count(space, objective):
             sub = space.with_stages(N, objective)
-            sol = make_solution(sub, Found(stages, int(value), search.rho, search.searched), verify)
+            sol = make_solution(sub, found, verify)
             if _worse_than_target(sub, sol) is None:
                 cands.append(sol)
     if not cands:
