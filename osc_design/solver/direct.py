@@ -129,7 +129,7 @@ def axis_paths(ax: Axis) -> tuple[Paths | None, int]:
 
 
 class Split(NamedTuple):
-    """A design of the split search: its value per unit width, its stages and the nodes settled."""
+    """A design of a closed search: its params, its stages and the nodes settled."""
 
     value: int
     stages: list[Stage]
