@@ -188,3 +188,31 @@ def test_dilated_pareto_front_equals_one_programme_for_every_stage_count(c_in, c
     points = sorted((N, int(v)) for N, (v, _) in found.items())
     front = [(N, v) for N, v in points if not any(v2 <= v and N2 < N for N2, v2 in points)]
     assert [(s.spec.stages, s.cost.params) for s in pareto_front(target, dilation=True)] == front
+
+
+def _least_any_footprint(K):
+    """Independent: the least sum of kernels > 1 of any footprint (any dilations, gaps, orders) that contains the
+    window centred in it. A footprint has at most ``prod k`` points, so ``prod k >= K``; with only odd kernels
+    every step ``d (k - 1)`` is even, so the span is even and the centred window's span ``K - 1`` must be too."""
+    best = 0 if K <= 1 else math.inf
+    todo = [((), 1)]
+    while todo:
+        ks, prod = todo.pop()
+        for k in range(ks[-1] if ks else 2, K + 1):
+            total = sum(ks) + k
+            if total >= best:
+                break
+            if prod * k >= K and (K % 2 or any(x % 2 == 0 for x in (*ks, k))):
+                best = total
+            else:  # too few points, or only odd kernels for an even window: more kernels
+                todo.append(((*ks, k), prod * k))
+    return best
+
+
+def test_axis_optimum_is_optimal_over_every_footprint():
+    """For every supported kernel side, the cheapest gap-free kernel sequence costs what any footprint must: with
+    the splitting argument, the free-stage optimum is optimal among chains whose footprints have gaps or need a
+    different order on each axis too."""
+    for K in range(1, 128):
+        paths, _ = direct.axis_paths(Axis(_space(Target(8, 8, (K, 1))), 0))
+        assert paths.cost == _least_any_footprint(K), K
