@@ -103,7 +103,10 @@ one with the fewest stages is returned when it fits the stage cap (else the prog
 capped space). With at most two stages, the cheapest second stage for a given first one is the
 smallest possible factor of each kind (channel, height, width) independently, so the first stages
 are enumerated. Both agree with the programme (value and stage count) and with brute forces over
-small chains in ``tests/test_solver_direct.py``.
+small chains in ``tests/test_solver_direct.py``. The free-stage optimum holds beyond the searched
+space: a footprint has at most ``prod k`` points and, with odd kernels only, an even span, and for
+every supported kernel side the cheapest gap-free sequence of an axis meets that counting bound, so
+no chain with these widths (gaps or per-axis orders allowed) is cheaper.
 
 Stage cap. A stage helps only if it multiplies the channel reach by ``n >= 2`` or grows a spatial
 span. Besides the first stage, at most ``ceil(log2 C_in)`` stages of an optimal design carry a fan-in
