@@ -9,9 +9,9 @@ from functools import lru_cache
 from ..cost import cost as exact_cost
 from ..errors import InfeasibleDesignError
 from ..spec import GraphBuilder, Target
+from . import direct
 from .bounds import INF, space_bound
 from .result import Found, Solution, make_solution
-from . import direct
 from .search import Search
 from .space import SearchSpace, check_options, check_verify
 
