@@ -330,8 +330,9 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
         def pre(module: nn.Conv2d, args: tuple, kwargs: dict) -> None:
             x = args[0] if args else kwargs["input"]
             size = (int(x.shape[-2]), int(x.shape[-1]))
+            ops: _Ops = []
             if module in calls:
-                call, ops = calls[module], []
+                call = calls[module]
                 call.later.append((size, ops))
             else:
                 call = calls[module] = _Call(name, module, size)

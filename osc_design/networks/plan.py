@@ -317,8 +317,7 @@ def _spec_at(spec: LayerSpec, size: tuple[int, int], index: int) -> LayerSpec:
     try:
         return LayerSpec(spec.target.with_input_size(size), spec.nodes, spec.output, spec.family, spec.options)
     except SpecError as e:
-        raise SpecError(f"call {index} of the module (weight sharing: one module for every call), on "
-                        f"{size[0]}x{size[1]}: {e}") from None
+        raise SpecError(f"call {index} of the module, on {size[0]}x{size[1]}: {e}") from None
 
 
 def _call_specs(layer: ConvLayer, spec: LayerSpec | None) -> list[LayerSpec]:
@@ -350,7 +349,7 @@ def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice | str
     try:
         return LayerChoice(choice, spec, _design_cost(layer, spec), cov)
     except SpecError as e:
-        return f"{choice}'s design cannot serve every call: {e}"
+        return f"the {choice} design cannot serve every call of the shared module (weight sharing): {e}"
 
 
 CHANNEL_SEPARATING = ("osc", "osc-2", "any")

@@ -8,7 +8,6 @@ import json
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
