@@ -49,6 +49,17 @@ class ConvLayer:
     dilation: tuple[int, int] = (1, 1)
     pre_padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     keep_reason: str | None = None
+    later_input_sizes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def calls(self) -> int:
+        """How many times the forward pass calls the module (1 for an ordinary conv)."""
+        return 1 + len(self.later_input_sizes)
+
+    @property
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """``input_size`` of every call, in call order."""
+        return (self.input_size, *self.later_input_sizes)
 
     @property
     def module_input_size(self) -> tuple[int, int]:

@@ -16,7 +16,9 @@ module it replaces:
   costs are those of the extracted size).
 
 Layers the extraction kept (``keep_reason``) are never replaced; kept modules stay the very
-modules of the copy, unchanged.
+modules of the copy, unchanged. A module the forward pass calls several times (weight sharing) is
+replaced once: every call, and every attribute that holds the module (an alias), then uses the one
+replacement, so its parameters stay shared.
 """
 
 from __future__ import annotations
@@ -141,5 +143,7 @@ def convert(model: nn.Module, plan: NetworkPlan, weights: str = "project", repor
         old = getattr(parent, attr)
         if not isinstance(old, nn.Conv2d):
             raise SpecError(f"layer {lp.layer.name!r} is a {type(old).__name__}, not an nn.Conv2d")
-        setattr(parent, attr, _replacement(old, lp.layer, lp.chosen.spec, projections))
+        new = _replacement(old, lp.layer, lp.chosen.spec, projections)
+        for name in [name for name, m in converted.named_modules(remove_duplicate=False) if m is old]:
+            setattr(*_parent(converted, name), new)  # the layer's own name, and every alias of the module
     return (converted, projections or {}) if report else converted

@@ -68,6 +68,8 @@ def _layer_dict(layer: ConvLayer) -> dict[str, Any]:
         out["pre_padding"] = list(layer.pre_padding)
     if layer.keep_reason is not None:
         out["keep_reason"] = layer.keep_reason
+    if layer.later_input_sizes:
+        out["later_input_sizes"] = [list(size) for size in layer.later_input_sizes]
     return out
 
 
@@ -102,12 +104,23 @@ def layers_from_dict(doc: Any) -> tuple[str, list[ConvLayer]]:
             groups=groups, bias=raw.get("bias", False), input_size=tuple(raw["input_size"]),
             dilation=tuple(raw.get("dilation", (1, 1))), pre_padding=tuple(raw.get("pre_padding", (0, 0, 0, 0))),
             keep_reason=raw.get("keep_reason"),
+            later_input_sizes=tuple(tuple(size) for size in raw.get("later_input_sizes", ())),
         ))
-        if min(layers[-1].module_input_size) < 1:
-            raise SchemaError(f"`layers[{i}].pre_padding` (={raw['pre_padding']}) exceeds `input_size`")
-        if min(layers[-1].output_size) < 1:
-            raise SchemaError(f"`layers[{i}].input_size` (={raw['input_size']}) is too small for its kernel")
+        _check_sizes(layers[-1], raw, f"layers[{i}]")
     return doc["name"], layers
+
+
+def _check_sizes(layer: ConvLayer, raw: dict[str, Any], where: str) -> None:
+    """Every call's input size holds the layer's ``pre_padding`` and its kernel."""
+    from dataclasses import replace
+
+    for i, size in enumerate(layer.input_sizes):
+        field = "input_size" if i == 0 else f"later_input_sizes[{i - 1}]"
+        call = replace(layer, input_size=size, later_input_sizes=())
+        if min(call.module_input_size) < 1:
+            raise SchemaError(f"`{where}.pre_padding` (={raw['pre_padding']}) exceeds `{field}`")
+        if min(call.output_size) < 1:
+            raise SchemaError(f"`{where}.{field}` (={list(size)}) is too small for its kernel")
 
 
 def load_network(path: str | os.PathLike[str]) -> tuple[str, list[ConvLayer]]:

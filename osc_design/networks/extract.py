@@ -27,6 +27,12 @@ Kept (``keep_reason`` set, geometry from the module's attributes)
     with its own ``forward``, or a recognised wrapper whose forward did not do what its class
     promises.
 
+Shared modules
+    a module the forward pass calls several times (weight sharing, e.g. a refinement block applied
+    repeatedly) is one layer, with the input size of every call (``later_input_sizes`` after the
+    first): a plan counts its params once and its MACs at every call, and every call's forward is
+    checked as above.
+
 Not listed as layers but reported by :func:`extract_network` (``others``): transposed, 1-D and
 3-D convolutions, and ``nn.Conv2d`` modules the forward pass never called.
 """
@@ -94,17 +100,22 @@ def _int_pair(value: Any) -> tuple[int, int]:
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
 
 
+_Ops = list[tuple[tuple[int, int], bool, _ConvArgs]]
+"""The convolution ops of one call of a module: (input size, own weight and bias, its other arguments)."""
+
+
 @dataclass
 class _Call:
-    """A module's first call: its input size, and the convolution ops its forward made."""
+    """A module's calls: the first one's input size and convolution ops, then every later one's."""
 
     name: str
     module: Any
     size: tuple[int, int]
-    convs: list[tuple[tuple[int, int], bool, _ConvArgs]] = field(default_factory=list)
-    """Per convolution op: (input size, own weight and bias, its other arguments)."""
+    convs: _Ops = field(default_factory=list)
     reason: str | None = None
     """Why the module is kept whatever its forward did (:func:`keep_reason_of`)."""
+    later: list[tuple[tuple[int, int], _Ops]] = field(default_factory=list)
+    """Each later call (weight sharing): its input size and its convolution ops."""
 
 
 def same_padding(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
@@ -208,7 +219,8 @@ def extract_convs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> list[
     ``torch.no_grad``; ``model`` itself is never modified or moved.
 
     A convolution called several times is recorded once, with the input size of
-    its first call; convolutions not called in the forward pass are omitted
+    its first call as ``input_size`` and those of its later calls as
+    ``later_input_sizes``; convolutions not called in the forward pass are omitted
     (:func:`extract_network` lists them). Each layer has the geometry the module
     really applies, or a ``keep_reason`` (see the module docstring).
 
@@ -293,7 +305,7 @@ def _tensors_memo(model: torch.nn.Module, device: torch.device) -> dict[int, obj
 
 
 def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device) -> list[_Call]:
-    """Run a copy of ``model`` on ``device``; return each conv module's first call, in call order."""
+    """Run a copy of ``model`` on ``device``; return each conv module's calls, in the order of their first."""
     import torch
     from torch import nn
     from torch.overrides import TorchFunctionMode
@@ -301,27 +313,31 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
     twin = copy.deepcopy(model, _tensors_memo(model, device))
     twin.eval()
     calls: dict[nn.Module, _Call] = {}
-    active: list[_Call | None] = []  # the conv modules whose forward is running (None: a repeated call)
+    active: list[tuple[_Call, _Ops]] = []  # the conv modules whose forward is running, and that call's ops
 
     class Convs(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),  # noqa: N807 - torch's
                                kwargs: dict[str, Any] | None = None) -> Any:
             kwargs = kwargs or {}
-            if func is torch.nn.functional.conv2d and active and active[-1] is not None:
-                call = active[-1]
+            if func is torch.nn.functional.conv2d and active:
+                call, ops = active[-1]
                 x, weight, bias, rest = _bind_conv2d(*args, **kwargs)
                 own = weight is call.module.weight and bias is call.module.bias
-                call.convs.append(((int(x.shape[-2]), int(x.shape[-1])), own, rest))
+                ops.append(((int(x.shape[-2]), int(x.shape[-1])), own, rest))
             return func(*args, **kwargs)
 
     def record(name: str):
         def pre(module: nn.Conv2d, args: tuple, kwargs: dict) -> None:
             x = args[0] if args else kwargs["input"]
+            size = (int(x.shape[-2]), int(x.shape[-1]))
+            ops: _Ops = []
             if module in calls:
-                active.append(None)
+                call = calls[module]
+                call.later.append((size, ops))
             else:
-                calls[module] = _Call(name, module, (int(x.shape[-2]), int(x.shape[-1])))
-                active.append(calls[module])
+                call = calls[module] = _Call(name, module, size)
+                ops = call.convs
+            active.append((call, ops))
 
         return pre
 
@@ -348,7 +364,10 @@ def _trace(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device)
 
 def _conv_layer(call: _Call) -> ConvLayer:
     conv = call.module
-    reason = call.reason or _check_forward(call)
+    reason = call.reason or _check_forward(conv, call.size, call.convs)
+    for i, (size, ops) in enumerate(call.later, start=2):
+        if reason is None and (why := _check_forward(conv, size, ops)) is not None:
+            reason = f"call {i} of the module (weight sharing): {why}"
     if reason is None:
         padding, pre, _ = conv_padding(conv, call.size)
     else:
@@ -367,15 +386,26 @@ def _conv_layer(call: _Call) -> ConvLayer:
         dilation=_pair(conv.dilation),
         pre_padding=pre,
         keep_reason=reason,
+        later_input_sizes=tuple(_padded(conv, size, reason is None) for size, _ in call.later),
     )
 
 
-def _check_forward(call: _Call) -> str | None:
-    """Why the traced forward of a recognised conv did not do what its geometry says, else None."""
-    conv, cls = call.module, type(call.module).__name__
-    if len(call.convs) != 1:
-        return f"{cls}: its forward made {len(call.convs)} convolutions, not one"
-    size, own, op = call.convs[0]
+def _padded(conv: torch.nn.Conv2d, size: tuple[int, int], replaceable: bool) -> tuple[int, int]:
+    """What the window of ``conv`` slides over on an input of ``size``: with the zeros added before it (its
+    ``pre_padding`` at that size) unless it is kept."""
+    if not replaceable:
+        return size
+    _, (left, right, top, bottom), _ = conv_padding(conv, size)
+    return size[0] + top + bottom, size[1] + left + right
+
+
+def _check_forward(conv: Any, at: tuple[int, int], convs: _Ops) -> str | None:
+    """Why one traced call (input size ``at``, its convolution ops ``convs``) of a recognised conv did not do
+    what its geometry says, else None."""
+    cls = type(conv).__name__
+    if len(convs) != 1:
+        return f"{cls}: its forward made {len(convs)} convolutions, not one"
+    size, own, op = convs[0]
     if not own:
         return f"{cls}: its forward convolves with another weight or bias than its own (a transformed weight)"
     if op.stride != _pair(conv.stride) or op.dilation != _pair(conv.dilation) or op.groups != conv.groups:
@@ -383,10 +413,10 @@ def _check_forward(call: _Call) -> str | None:
     if _pads_of(op.padding, _pair(conv.kernel_size), op.dilation) != _own_pads(conv):
         return f"{cls}: its forward convolves with padding {op.padding!r}, not its own {conv.padding!r}"
     if cls in STATIC_SAME + DYNAMIC_SAME:  # the zeros added before the conv op: all but its own padding
-        (ph, pw), (left, right, top, bottom), _ = conv_padding(conv, call.size)
+        (ph, pw), (left, right, top, bottom), _ = conv_padding(conv, at)
         own_left, own_right, own_top, own_bottom = _own_pads(conv)
         expected = (2 * ph + top + bottom - own_top - own_bottom, 2 * pw + left + right - own_left - own_right)
-        grown = (size[0] - call.size[0], size[1] - call.size[1])
+        grown = (size[0] - at[0], size[1] - at[1])
         if grown != expected:
             return f"{cls}: its forward padded the input by {grown}, not by the {expected} its class applies"
     return None

@@ -9,6 +9,12 @@ A dilated convolution (dilation ``d``) is designed as its undilated target, ever
 then multiplied by ``d`` (:func:`dilate`), so the design's footprint is the dilated window; its
 coverage is verified on that window and its reason says which target was searched.
 
+A module the forward pass calls several times (weight sharing; ``ConvLayer.later_input_sizes``) is one
+layer and one decision: its params count once, its MACs (and latency) at every call's input size, before
+and after. Its design is built for the first call's size and must give the conv's output shape at every
+later call's size (checked on the design graph itself); a design that does not is not a candidate, and a
+layer left without one is kept, its reason saying which call.
+
 Layers that no design improves stay as they are and say why: depthwise convolutions (already separable),
 dilated ones whose padding is not a multiple of the dilation, 1x1 convolutions under a spatial family
 (as BSConv's replacer does; only ``osc`` and ``osc-2`` slim them, by chains of grouped 1x1 convs with
@@ -70,7 +76,7 @@ class LayerChoice:
     cost: Cost
     coverage: float
     seconds: float | None = None
-    """Predicted latency of one call (seconds), when the plan was made with a latency model."""
+    """Predicted latency (seconds) of the layer's calls together, when the plan was made with a latency model."""
 
     def with_seconds(self, seconds: float) -> LayerChoice:
         return LayerChoice(self.choice, self.spec, self.cost, self.coverage, seconds)
@@ -110,9 +116,12 @@ class LayerPlan:
             target["pre_padding"] = list(layer.pre_padding)
         if layer.keep_reason is not None:
             target["keep_reason"] = layer.keep_reason
+        if layer.later_input_sizes:
+            target["later_input_sizes"] = [list(size) for size in layer.later_input_sizes]
         before_s = self.candidates[0].seconds if self.candidates else None
         doc = {
             "name": layer.name,
+            "calls": layer.calls,
             "target": target,
             "choice": self.chosen.choice,
             "reason": self.reason,
@@ -203,17 +212,23 @@ def _full_target(layer: ConvLayer, groups: int = 1) -> Target:
 
 def _target_text(layer: ConvLayer) -> str:
     """``"3->32 k3x3 s2 g1 @64x64"``: a stride or dilation shown as one number when both axes agree, the
-    dilation only when it is not 1.
+    dilation only when it is not 1; a module called several times ends with its calls' distinct input
+    sizes and ``xN``.
 
     >>> _target_text(ConvLayer("c", 8, 8, (3, 3), (2, 1), (2, 2), 1, False, (14, 14), dilation=(2, 2)))
     '8->8 k3x3 s2x1 g1 d2 @14x14'
+    >>> _target_text(ConvLayer("c", 8, 8, (3, 3), (1, 1), (1, 1), 1, False, (14, 14),
+    ...                        later_input_sizes=((7, 7), (14, 14))))
+    '8->8 k3x3 s1 g1 @14x14,7x7 x3'
     """
     def pair(p: tuple[int, int]) -> str:
         return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
 
     dilation = "" if layer.dilation == (1, 1) else f" d{pair(layer.dilation)}"
+    sizes = ",".join(f"{h}x{w}" for h, w in dict.fromkeys(layer.input_sizes))
+    calls = f" x{layer.calls}" if layer.calls > 1 else ""
     return (f"{layer.in_channels}->{layer.out_channels} k{layer.kernel_size[0]}x{layer.kernel_size[1]} "
-            f"s{pair(layer.stride)} g{layer.groups}{dilation} @{layer.input_size[0]}x{layer.input_size[1]}")
+            f"s{pair(layer.stride)} g{layer.groups}{dilation} @{sizes}{calls}")
 
 
 def layer_spec(layer: ConvLayer) -> LayerSpec:
@@ -266,15 +281,60 @@ def dilate(spec: LayerSpec, target: Target) -> LayerSpec:
     return LayerSpec(target, tuple(nodes), spec.output, spec.family, options)
 
 
+def _call(layer: ConvLayer, size: tuple[int, int]) -> ConvLayer:
+    """``layer`` as one call on an input of ``size`` (a shared module's later call)."""
+    from dataclasses import replace
+
+    return replace(layer, input_size=size, later_input_sizes=())
+
+
+def _over_calls(costs: Iterable[Cost]) -> Cost:
+    """A module's cost over its calls (in call order): its params once, every count per position summed.
+
+    >>> _over_calls([Cost(9, 1, 90, 80, 10, 0, 0), Cost(9, 1, 45, 40, 5, 0, 0)]).to_dict()["macs"]
+    135
+    """
+    from dataclasses import replace
+
+    first, *later = costs
+    for c in later:
+        first = first + replace(c, params=0, bias_params=0)
+    return first
+
+
 def _original(layer: ConvLayer) -> Cost:
+    """The layer's own convolution, at every call's input size."""
     conv = Conv2d(id=layer.name, inputs=("x",), in_channels=layer.in_channels, out_channels=layer.out_channels,
                   kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
                   dilation=layer.dilation, groups=layer.groups, bias=layer.bias)
-    return node_cost(conv, [layer.input_size], layer.output_size, layer.out_channels)
+    calls = [_call(layer, size) for size in layer.input_sizes]
+    return _over_calls(node_cost(conv, [c.input_size], c.output_size, c.out_channels) for c in calls)
 
 
-def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice:
-    """Dilate a per-group design to the layer's window, lift it to the layer and give it the layer's bias."""
+def _spec_at(spec: LayerSpec, size: tuple[int, int], index: int) -> LayerSpec:
+    """``spec`` on the input of call ``index`` (``size``), the same graph: :class:`SpecError` when the graph
+    does not give the convolution's output shape there."""
+    try:
+        return LayerSpec(spec.target.with_input_size(size), spec.nodes, spec.output, spec.family, spec.options)
+    except SpecError as e:
+        raise SpecError(f"call {index} of the module, on {size[0]}x{size[1]}: {e}") from None
+
+
+def _call_specs(layer: ConvLayer, spec: LayerSpec | None) -> list[LayerSpec]:
+    """The spec of every call of the layer: the design's (``spec``) or, for ``None``, the original conv's."""
+    if spec is None:
+        return [layer_spec(_call(layer, size)) for size in layer.input_sizes]
+    return [spec, *(_spec_at(spec, size, i) for i, size in enumerate(layer.later_input_sizes, start=2))]
+
+
+def _design_cost(layer: ConvLayer, spec: LayerSpec) -> Cost:
+    """The design's cost over the layer's calls (:class:`SpecError` when a later call's size does not suit it)."""
+    return _over_calls(cost(s) for s in _call_specs(layer, spec))
+
+
+def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice | str:
+    """Dilate a per-group design to the layer's window, lift it to the layer and give it the layer's bias;
+    why not, when the design does not suit a later call of a shared module."""
     from ..transform import lift_groups, with_output_bias
 
     if layer.dilation != (1, 1):
@@ -284,7 +344,12 @@ def _finish(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice:
         spec = lift_groups(spec, layer.groups, _full_target(layer))
     if layer.bias:
         spec = with_output_bias(spec)
-    return LayerChoice(choice, spec, cost(spec), cov)
+    if not layer.later_input_sizes:
+        return LayerChoice(choice, spec, cost(spec), cov)
+    try:
+        return LayerChoice(choice, spec, _design_cost(layer, spec), cov)
+    except SpecError as e:
+        return f"the {choice} design cannot serve every call of the shared module (weight sharing): {e}"
 
 
 CHANNEL_SEPARATING = ("osc", "osc-2", "any")
@@ -421,9 +486,13 @@ def _candidates(layers: Iterable[ConvLayer], policy: str, make: CandidateFn,
             out.append(_Layer(layer, before, keep, designs))
             continue
         try:
-            out.append(_Layer(layer, before, keep + [_finish(layer, spec, choice) for choice, spec in designs], ""))
+            finished = [_finish(layer, spec, choice) for choice, spec in designs]
         except SpecError as e:
             out.append(_Layer(layer, before, keep, str(e)))
+            continue
+        usable = [c for c in finished if isinstance(c, LayerChoice)]
+        why = str(finished[0]) if finished and not usable else ""
+        out.append(_Layer(layer, before, keep + usable, why))
     return out
 
 
@@ -510,9 +579,10 @@ def _choice_reason(pick: LayerChoice, policy: str, objective: str, budgeted: boo
 
 
 def _predict(planned: list[_Layer], model: Any) -> list[_Layer]:
-    """Every candidate with its predicted latency (the original conv as a one-node spec)."""
-    specs = {id(c): (layer_spec(p.layer) if c.spec is None else c.spec) for p in planned for c in p.candidates}
-    fresh = model.prefetch(specs.values())
+    """Every candidate with its predicted latency (the original conv as a one-node spec), summed over the
+    layer's calls (each at its input size)."""
+    specs = {id(c): _call_specs(p.layer, c.spec) for p in planned for c in p.candidates}
+    fresh = model.prefetch([s for calls in specs.values() for s in calls])
     memo: dict[LayerSpec, float] = {}
 
     def seconds(spec: LayerSpec) -> float:
@@ -520,7 +590,8 @@ def _predict(planned: list[_Layer], model: Any) -> list[_Layer]:
             memo[spec] = model.predict(spec, fresh=fresh).seconds
         return memo[spec]
 
-    return [p._replace(candidates=[c.with_seconds(seconds(specs[id(c)])) for c in p.candidates]) for p in planned]
+    return [p._replace(candidates=[c.with_seconds(math.fsum(seconds(s) for s in specs[id(c)])) for c in p.candidates])
+            for p in planned]
 
 
 def _value(c: LayerChoice, key: str) -> float:
@@ -651,9 +722,16 @@ def _plan_layer(raw: Mapping[str, Any], where: str) -> ConvLayer:
     layer = ConvLayer(raw["name"], t["in_channels"], t["out_channels"], k, tuple(t.get("stride", (1, 1))),
                       tuple(t.get("padding", (k[0] // 2, k[1] // 2))), groups, t.get("bias", False),
                       tuple(t["input_size"]), tuple(t.get("dilation", (1, 1))),
-                      tuple(t.get("pre_padding", (0, 0, 0, 0))), t.get("keep_reason"))
-    if min(layer.module_input_size) < 1 or min(layer.output_size) < 1:
-        raise SpecError(f"`{where}.target.input_size` (={t['input_size']}) is too small for its kernel and padding")
+                      tuple(t.get("pre_padding", (0, 0, 0, 0))), t.get("keep_reason"),
+                      tuple(tuple(size) for size in t.get("later_input_sizes", ())))
+    for i, call in enumerate(_call(layer, size) for size in layer.input_sizes):
+        if min(call.module_input_size) < 1 or min(call.output_size) < 1:
+            field = "input_size" if i == 0 else f"later_input_sizes[{i - 1}]"
+            shown = t["input_size"] if i == 0 else t["later_input_sizes"][i - 1]
+            raise SpecError(f"`{where}.target.{field}` (={shown}) is too small for its kernel and padding")
+    if raw.get("calls", layer.calls) != layer.calls:
+        raise SpecError(f"`{where}.calls` (={raw['calls']}) is not 1 + the {len(layer.later_input_sizes)} "
+                        "`target.later_input_sizes`")
     return layer
 
 
@@ -691,7 +769,11 @@ def _layer_plan(raw: Mapping[str, Any], where: str) -> LayerPlan:
             spec.target.kernel_size != layer.kernel_size or spec.target.stride != layer.stride or \
             spec.target.dilation != layer.dilation:
         raise SpecError(f"`{where}.spec`: its target ({spec.target}) is not the layer's convolution")
-    after = _checked(raw.get("after"), cost(spec), f"{where}.after")
+    try:
+        found = _design_cost(layer, spec)
+    except SpecError as e:
+        raise SpecError(f"`{where}.spec`: {e}") from None
+    after = _checked(raw.get("after"), found, f"{where}.after")
     fraction = raw["coverage"] if raw.get("coverage") is not None else coverage(spec).fraction
     chosen = LayerChoice(raw["choice"], spec, after, fraction, seconds.get("after"))
     return LayerPlan(layer, before, chosen, raw.get("reason", ""), (keep, chosen))

@@ -96,16 +96,17 @@ class TwoConvs(nn.Module):
     def forward(self, x):
         x = self.stem(x)
         y = self.bn(self.grouped(x))
-        return y.sum() + self.grouped(nn.functional.avg_pool2d(x, 2)).sum()  # second call: not recorded again
+        return y.sum() + self.grouped(nn.functional.avg_pool2d(x, 2)).sum()  # second call, on 8x7
 
 
 def test_custom_model_grouped_strided_conv():
     layers = extract_convs(TwoConvs(), (3, 17, 15))
     assert layers == [
         ConvLayer("stem", 3, 4, (1, 1), (1, 1), (0, 0), 1, False, (17, 15)),
-        ConvLayer("grouped", 4, 8, (3, 3), (2, 2), (1, 1), 2, True, (17, 15)),
+        ConvLayer("grouped", 4, 8, (3, 3), (2, 2), (1, 1), 2, True, (17, 15), later_input_sizes=((8, 7),)),
     ]
     assert layers[1].output_size == (9, 8)
+    assert layers[1].calls == 2
 
 
 def test_extract_leaves_model_untouched():
