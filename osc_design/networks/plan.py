@@ -485,15 +485,20 @@ def _candidates(layers: Iterable[ConvLayer], policy: str, make: CandidateFn,
         if isinstance(designs, str):
             out.append(_Layer(layer, before, keep, designs))
             continue
-        try:
-            finished = [_finish(layer, spec, choice) for choice, spec in designs]
-        except SpecError as e:
-            out.append(_Layer(layer, before, keep, str(e)))
-            continue
+        finished = [_finished(layer, spec, choice) for choice, spec in designs]
         usable = [c for c in finished if isinstance(c, LayerChoice)]
         why = str(finished[0]) if finished and not usable else ""
         out.append(_Layer(layer, before, keep + usable, why))
     return out
+
+
+def _finished(layer: ConvLayer, spec: LayerSpec, choice: str) -> LayerChoice | str:
+    """:func:`_finish`, or why the design cannot replace the layer: one candidate that cannot (a design that cannot
+    carry the layer's bias, under ``--policy any``) leaves the others."""
+    try:
+        return _finish(layer, spec, choice)
+    except SpecError as e:
+        return str(e)
 
 
 def plan_network(layers: Iterable[ConvLayer], policy: str = "osc", *, network: str = "network",

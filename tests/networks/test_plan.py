@@ -217,3 +217,16 @@ def test_description_round_trip(tmp_path):
     doc["version"] = 2
     with pytest.raises(SpecError, match="written by a newer osc-design"):
         layers_from_dict(doc)
+
+
+def test_policy_any_replaces_biased_convs_without_the_candidates_that_cannot_carry_a_bias():
+    """A candidate that cannot take the layer's bias (compconv ends in a shuffle) drops out alone; the layer is
+    still replaced by the cheapest of the others, which carries the bias (params include it)."""
+    from osc_design.networks.catalog import ConvLayer
+
+    layer = ConvLayer("b", 32, 32, (5, 5), (1, 1), (2, 2), 1, True, (16, 16))
+    (lp,) = plan_network([layer], "any").layers
+    assert lp.replaced and "compconv" not in [c.choice for c in lp.candidates]
+    assert len(lp.candidates) > 2 and lp.chosen.cost.bias_params == 32
+    plain = plan_network([ConvLayer("b", 32, 32, (5, 5), (1, 1), (2, 2), 1, False, (16, 16))], "any").layers[0]
+    assert lp.chosen.cost.params == plain.chosen.cost.params and "compconv" in [c.choice for c in plain.candidates]
