@@ -73,13 +73,13 @@ def reordered(axes: Sequence[Axis], cin: int, cout: int, moves: Sequence[Move]) 
     first and the others in their order, paddings by the centring rule along the chain as built.
 
     With an input size, if that order would leave an intermediate map empty, the given order is built when
-    ``C_in = C_out`` (its maps were checked along it), else the whole padding goes on the first stage (every map
-    is then at least the output); the footprint and the cost do not depend on the order.
+    ``C_in = C_out`` and it keeps every map, else the whole padding goes on the first stage (every map is then at
+    least the output); the footprint and the cost do not depend on the order.
     """
     order = sorted(moves, key=lambda m: not m.special)  # stable
     if _maps_nonempty(axes, order):
         return _build_ordered(axes, cin, cout, order, False)
-    if cin == cout:
+    if cin == cout and _maps_nonempty(axes, moves):
         return _build_ordered(axes, cin, cout, moves, False)
     return _build_ordered(axes, cin, cout, order, True)
 

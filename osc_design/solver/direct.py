@@ -28,7 +28,6 @@ from typing import NamedTuple, cast
 
 import numpy as np
 
-from ..geometry import conv_output_size
 from .axis import Axis
 from .chain import Move, Stage, reordered
 from .intmath import fanins
@@ -144,7 +143,7 @@ def applies(space: SearchSpace) -> bool:
 
 def split_search(space: SearchSpace) -> Split | None:
     """The optimum of ``space`` over any number of stages, with the fewest stages among equal costs, or ``None``
-    when that design has more than ``n_hi`` stages or leaves an intermediate map empty."""
+    when that design has more than ``n_hi`` stages."""
     t = space.target
     cin, cout = t.in_channels, t.out_channels
     axes = (Axis(space, 0), Axis(space, 1))
@@ -163,34 +162,31 @@ def split_search(space: SearchSpace) -> Split | None:
                         "ride" if spatial else "unit", without_first))
     if not options:
         return None
-    best = None
     low = min(c for c, _, _ in options)
+    best: tuple | None = None  # (stages, how the C_in -> C_out stage is formed, three paths, merges)
     for c, mode, ch in options:
         if c != low:
             continue
         for (lc, cm), (lh, hm), (lw, wm) in itertools.product(ch.labels.items(), hp.labels.items(), wp.labels.items()):
-            got = _merges(lc, lh, lw, mode == "ride")
-            if got is None:
-                continue
-            count = lc[0] + lh[0] + lw[0] + (mode == "unit") - sum(got)
+            merges = _merges(lc, lh, lw, mode == "ride")
+            count = lc[0] + lh[0] + lw[0] + (mode == "unit") - sum(merges)
             if best is None or count < best[0]:
-                best = (count, mode, cm, hm, wm, got)
-    if best is None:
-        return None
-    count, mode, cm, hm, wm, merges = best
+                best = (count, mode, cm, hm, wm, merges)
+    count, mode, cm, hm, wm, merges = best  # type: ignore[misc]  # every option has a label
     if count > space.n_hi:
         return None
     value = (low + hp.cost + wp.cost) * cout
     moves = _assemble(mode, cm, hm, wm, merges)
     stages = reordered(axes, cin, cout, moves)
-    return Split(value, stages, settled) if _sizes_ok(space, stages) else None
+    return Split(value, stages, settled)
 
 
-def _merges(lc: Label, lh: Label, lw: Label, ride: bool) -> tuple[int, int, int] | None:
+def _merges(lc: Label, lh: Label, lw: Label, ride: bool) -> tuple[int, int, int]:
     """Most stages saved by sharing factors of 2: ``(channel with height, channel with width, height with width)``;
-    with ``ride`` (the ``C_in -> C_out`` stage is a depthwise spatial one) one spatial stage keeps fan-in 1."""
+    with ``ride`` (the ``C_in -> C_out`` stage is a depthwise spatial one, so there is one) one spatial stage keeps
+    fan-in 1."""
     (_, tc), (nh, th), (nw, tw) = lc, lh, lw
-    best: tuple[int, int, int] | None = None
+    best = (0, 0, 0)
     for xch in range(min(tc, th) + 1):
         for xcw in range(min(tc - xch, tw) + 1):
             xhw = min(th - xch, tw - xcw)
@@ -198,7 +194,7 @@ def _merges(lc: Label, lh: Label, lw: Label, ride: bool) -> tuple[int, int, int]
                 xhw = min(xhw, nh + nw - xch - xcw - 1)
                 if xhw < 0:
                     continue
-            if best is None or xch + xcw + xhw > sum(best):
+            if xch + xcw + xhw > sum(best):
                 best = (xch, xcw, xhw)
     return best
 
@@ -245,23 +241,9 @@ def _assemble(mode: str, cm: tuple, hm: tuple, wm: tuple, merges: tuple[int, int
     return [Move((s[1][0], s[2][0]), (s[1][1], s[2][1]), s[0], s[3]) for s in slots]
 
 
-def _sizes_ok(space: SearchSpace, stages: list[Stage]) -> bool:
-    """With an input size: every map of the chain as built is non-empty."""
-    size = space.target.input_size
-    if size is None:
-        return True
-    for a in (0, 1):
-        h = size[a]
-        for st in stages:
-            h = conv_output_size(h, st.kernel_size[a], st.stride[a], st.padding[a], st.dilation[a])
-            if h < 1:
-                return False
-    return True
-
-
 def two_stage_search(space: SearchSpace) -> Split | None:
     """The optimum of ``space`` with at most two stages (one when ``n_hi = 1``), the fewest stages among equal
-    costs, or ``None`` when it leaves an intermediate map empty or no design exists.
+    costs, or ``None`` when no design exists.
 
     A design is a stage ``(n_1, kh_1, kw_1)`` and a stage ``(n_2, kh_2, kw_2)``, one of them the ``C_in -> C_out``
     stage, whose footprint is gap-free along each axis in some order of the two (each axis its own order). The
@@ -285,9 +267,7 @@ def two_stage_search(space: SearchSpace) -> Split | None:
             best = pair
     if best is None:
         return None
-    stages = reordered(axes, cin, cout, best[1])
-    settled = sum(len(p[1]) for p in per_axis)
-    return Split(best[0], stages, settled) if _sizes_ok(space, stages) else None
+    return Split(best[0], reordered(axes, cin, cout, best[1]), sum(len(p[1]) for p in per_axis))
 
 
 def _axis_pairs(ax: Axis) -> tuple[tuple[int, int] | None, dict[int, tuple[int, int, int, int]]]:
