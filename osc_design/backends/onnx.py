@@ -40,7 +40,6 @@ weights) whose model is built, checked and run in an ``onnxruntime.InferenceSess
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +51,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..cost import cost
 from ..errors import SpecError, check_type
 from ..geometry import conv_output_pair
-from ..ops import BatchNorm, ChannelShuffle, Conv2d, Permute
+from ..ops import BatchNorm, ChannelShuffle, Conv2d, Permute, shuffle_permutation
 from ..spec import LayerSpec, Pair
 from .program import Step, program, resolve_input_size
 from .report import Check
@@ -74,7 +73,6 @@ __all__ = [
     "set_weights",
     "session",
     "providers_for",
-    "runtime_version",
     "Fold",
 ]
 
@@ -88,15 +86,10 @@ INPUT, OUTPUT = "input", "output"
 BN_EPSILON = 1e-5
 
 
-def _shuffle_perm(channels: int, groups: int) -> np.ndarray:
-    """Output channel ``j`` of a shuffle is input ``perm[j]`` (as :func:`osc_design.backends.torch.channel_shuffle`)."""
-    j = np.arange(channels)
-    return (j % groups) * (channels // groups) + j // groups
-
-
 def _perm_of(node: Any, channels: int) -> np.ndarray | None:
+    """Input channel read by each output channel of a shuffle or permutation (``None`` for other ops)."""
     if isinstance(node, ChannelShuffle):
-        return _shuffle_perm(channels, node.groups)
+        return np.asarray(shuffle_permutation(channels, node.groups), dtype=np.int64)
     if isinstance(node, Permute):
         return np.asarray(node.perm, dtype=np.int64)
     return None
@@ -179,9 +172,6 @@ class GraphBuilder:
     ----------
     names:
         Step name -> the tensor holding its value (a folded permutation's name points at its neighbour's).
-    params:
-        Names of the initializers that are trainable parameters (conv weight and bias, batch-norm scale
-        and shift): what :func:`osc_design.networks.onnx_summary` counts as params, too.
     """
 
     def __init__(self, spec: LayerSpec, size: Pair, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -190,13 +180,10 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.names: dict[str, str] = {}
-        self.params: set[str] = set()
 
-    def tensor(self, name: str, array: np.ndarray, *, param: bool = False) -> str:
+    def tensor(self, name: str, array: np.ndarray) -> str:
         """Add initializer ``name`` and return its name."""
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        if param:
-            self.params.add(name)
         return name
 
     def ints(self, name: str, values: Any) -> str:
@@ -221,9 +208,9 @@ class GraphBuilder:
 def _conv(g: GraphBuilder, step: Step, folds: list[Fold]) -> None:
     n = step.node
     arrays = _fold_arrays(g.weights[n.id], folds)
-    inputs = [*g.ins(step), g.tensor(f"{step.name}.weight", arrays["weight"].astype(np.float32), param=True)]
+    inputs = [*g.ins(step), g.tensor(f"{step.name}.weight", arrays["weight"].astype(np.float32))]
     if n.bias:
-        inputs.append(g.tensor(f"{step.name}.bias", arrays["bias"].astype(np.float32), param=True))
+        inputs.append(g.tensor(f"{step.name}.bias", arrays["bias"].astype(np.float32)))
     (ph, pw), (kh, kw) = n.padding, n.kernel_size
     g.add("Conv", inputs, step.name, step.name, kernel_shape=[kh, kw], strides=list(n.stride),
           pads=[ph, pw, ph, pw], dilations=list(n.dilation), group=n.groups)
@@ -231,7 +218,7 @@ def _conv(g: GraphBuilder, step: Step, folds: list[Fold]) -> None:
 
 def _batch_norm(g: GraphBuilder, step: Step, folds: list[Fold]) -> None:
     w = g.weights[step.node.id]
-    names = [g.tensor(f"{step.name}.{k}", np.asarray(w[k], dtype=np.float32), param=k in ("weight", "bias"))
+    names = [g.tensor(f"{step.name}.{k}", np.asarray(w[k], dtype=np.float32))
              for k in ("weight", "bias", "running_mean", "running_var")]
     g.add("BatchNormalization", [*g.ins(step), *names], step.name, step.name, epsilon=BN_EPSILON)
 
@@ -563,13 +550,6 @@ def session(model: onnx.ModelProto, *, threads: int | None = None, device: str =
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers_for(device))
-
-
-def runtime_version(device: str = "cpu") -> str:
-    """``<onnxruntime version>/<execution provider>``: what keys an onnxruntime latency table (read from
-    package metadata; nothing is imported)."""
-    provider = {"cuda": "CUDAExecutionProvider"}.get(device, "CPUExecutionProvider")
-    return f"{importlib.metadata.version('onnxruntime')}/{provider}"
 
 
 class OnnxTimer:

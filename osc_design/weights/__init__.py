@@ -45,7 +45,7 @@ from ..geometry import check_int
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec
 from ._chain import chain_of, chain_projection, exact_chain
-from ._fit import fit, residual
+from ._fit import fit, merged_params, residual
 from ._operator import BN_EPS, Params, Window, biases, kernels, window
 
 __all__ = ["Projection", "project", "dense_kernel", "dense_bias", "kernel_window", "expand_groups", "METHODS"]
@@ -231,8 +231,9 @@ def _fit_bias(spec: LayerSpec, params: dict[str, dict[str, np.ndarray]], b: np.n
             probe = np.zeros((c, cols))
             probe[:, start:start + c] = np.eye(c)
             probes[n], start = probe, start + c
-        solution = np.linalg.lstsq(biases(spec, params, probes), want, rcond=None)[0]
-        if np.linalg.norm(biases(spec, params, probes) @ solution - want) <= 1e-12 * scale or used == len(sinks):
+        response = biases(spec, params, probes)
+        solution = np.linalg.lstsq(response, want, rcond=None)[0]
+        if np.linalg.norm(response @ solution - want) <= 1e-12 * scale or used == len(sinks):
             start = 0
             for n, c in zip(chosen, sizes, strict=True):
                 params[n]["bias"] = params[n]["bias"] + solution[start:start + c]
@@ -289,13 +290,9 @@ def project(spec: LayerSpec, weight: Any, bias: Any = None, *, method: str = "au
     else:
         weights = _random_start(spec, seed, float(np.linalg.norm(target)))
     if not exact or method == "iterative":
-        merged = {k: dict(v) for k, v in params.items()}
-        for nid, w in weights.items():
-            merged.setdefault(nid, {})["weight"] = w
-        start_error = residual(spec, merged, target, win)
+        start_error = residual(spec, merged_params(params, weights), target, win)
         weights = fit(spec, params, weights, target, win, max_iter)
-    for nid, w in weights.items():
-        params.setdefault(nid, {})["weight"] = w
+    params = merged_params(params, weights)
     error = residual(spec, params, target, win) if np.any(target) else 0.0
     bias_error = _fit_bias(spec, params, b)
     kind = "closed form" if exact and method != "iterative" else "iterative"

@@ -14,31 +14,27 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..ops import Conv2d
 from ..spec import LayerSpec
 from ._operator import Params, Window, kernel_grads, kernels
 
 
-def _convs(spec: LayerSpec) -> list[Conv2d]:
-    return spec.convs
-
-
 def pack(spec: LayerSpec, weights: Mapping[str, np.ndarray]) -> np.ndarray:
     """All conv weights of ``spec`` as one flat vector (topological order)."""
-    return np.concatenate([np.asarray(weights[c.id], dtype=np.float64).ravel() for c in _convs(spec)])
+    return np.concatenate([np.asarray(weights[c.id], dtype=np.float64).ravel() for c in spec.convs])
 
 
 def unpack(spec: LayerSpec, vector: np.ndarray) -> dict[str, np.ndarray]:
     """The inverse of :func:`pack`."""
     out, start = {}, 0
-    for c in _convs(spec):
+    for c in spec.convs:
         size = int(np.prod(c.weight_shape))
         out[c.id] = vector[start:start + size].reshape(c.weight_shape)
         start += size
     return out
 
 
-def _merged(fixed: Params, weights: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+def merged_params(fixed: Params, weights: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """``fixed`` (copied) with every conv's ``weight`` from ``weights``."""
     merged = {k: dict(v) for k, v in fixed.items()}
     for nid, w in weights.items():
         merged.setdefault(nid, {})["weight"] = w
@@ -68,7 +64,7 @@ def fit(spec: LayerSpec, fixed: Params, start: Mapping[str, np.ndarray], target:
     best: dict[str, object] = {"f": np.inf, "x": pack(spec, start)}
 
     def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
-        params = _merged(fixed, unpack(spec, x))
+        params = merged_params(fixed, unpack(spec, x))
         ks = kernels(spec, params, win)
         diff = ks[spec.output] - target
         f = float(np.sum(diff**2)) / scale
