@@ -11,9 +11,20 @@ TARGETS = [Target(c, c, k, input_size=8) for c in (16, 24, 32) for k in (3, 5)]
 FAMILIES = ["conv", "depthwise-separable", "osc-2", "osc"]
 
 
-def test_processes_give_the_serial_rows_in_order():
+def test_processes_give_the_serial_rows_in_order(monkeypatch):
+    import joblib
+
     serial = sweep(TARGETS, FAMILIES, jobs=1)
-    assert sweep(TARGETS, FAMILIES, jobs=2) == serial
+    workers = []
+
+    class Spy(joblib.Parallel):  # the rows must come from joblib's workers, not a serial fallback
+        def __call__(self, iterable):
+            out = super().__call__(iterable)
+            workers.append(self.n_jobs)
+            return out
+
+    monkeypatch.setattr(joblib, "Parallel", Spy)
+    assert sweep(TARGETS, FAMILIES, jobs=2) == serial and workers == [2]
     assert [(r["channels"], r["kernel"]) for r in serial][::4] == [(t.in_channels, t.kernel_size[0]) for t in TARGETS]
 
 
@@ -23,7 +34,9 @@ def test_dask_local_cluster_gives_the_serial_rows():
     serial = sweep(TARGETS, FAMILIES, jobs=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) \
             as cluster, distributed.Client(cluster), joblib.parallel_backend("dask"):
-        assert sweep(TARGETS, FAMILIES) == serial
+        with distributed.get_task_stream() as stream:
+            assert sweep(TARGETS, FAMILIES) == serial
+    assert len(stream.data) >= len(TARGETS) // 2  # the tasks ran on the cluster (joblib may batch targets)
 
 
 @pytest.mark.parametrize("jobs", [0, -2, 1.5, True])

@@ -49,7 +49,8 @@ def _run(args, cwd, monkeypatch):
     return CliRunner().invoke(app, args)
 
 
-def test_convert_and_export_onnx_write_the_converted_model(tmp_path, monkeypatch, weights="project"):
+@pytest.mark.parametrize("weights", ["project", "random"])
+def test_convert_and_export_onnx_write_the_converted_model(tmp_path, monkeypatch, weights):
     import onnxruntime
 
     import osc_design as od
