@@ -40,8 +40,9 @@ ExportOnnxOpt = Annotated[Path | None, typer.Option(
     help="Convert the model by the plan and export it to ONNX (opset 17). Needs --model or a catalogue name.")]
 WeightsOpt = Annotated[WeightsChoice | None, typer.Option(
     "--weights",
-    help="With --convert/--export-onnx: project (default) starts each design from the trained conv's "
-         "projection; random from a fresh init.")]
+    help="With --convert/--export-onnx: project (the default for --model) starts each design from the trained "
+         "conv's projection; random (the default for a catalogue name, whose weights are a fresh init) from a "
+         "fresh init.")]
 
 
 def check_conversion(convert: Path | None, export_onnx: Path | None, weights: WeightsChoice | None,
@@ -59,14 +60,15 @@ def check_conversion(convert: Path | None, export_onnx: Path | None, weights: We
 
 
 def write_conversion(model: Any, plan: Any, shape: tuple[int, ...], weights: WeightsChoice | None,
-                     convert: Path | None, export_onnx: Path | None) -> None:
+                     convert: Path | None, export_onnx: Path | None, trained: bool = True) -> None:
     """Convert ``model`` by ``plan`` and write the requested files (atomically, and only once every requested
-    export has succeeded: a failure writes none)."""
+    export has succeeded: a failure writes none). ``weights`` defaults to ``project`` for a ``trained`` model,
+    else to ``random`` (projecting a fresh init keeps nothing worth the time)."""
 
     from ..io import write_bytes
     from ..networks.convert import convert as convert_model
 
-    chosen = (weights or WeightsChoice.project).value
+    chosen = (weights or (WeightsChoice.project if trained else WeightsChoice.random)).value
     converted, found = convert_model(model.eval(), plan, weights=chosen, report=True)
     converted.eval()
     replaced = sum(lp.replaced for lp in plan.layers)

@@ -247,7 +247,7 @@ def network_cmd(
     plan = _plan(network, layers, policy, options, budgets, objective, (backend, device, batch))
     _check_option_values(plan, options)
     if runnable is not None:
-        write_conversion(runnable[0], plan, runnable[1], weights, convert, export_onnx)
+        write_conversion(runnable[0], plan, runnable[1], weights, convert, export_onnx, trained=model_ref is not None)
     if not out.emit_document(fmt, output, plan.to_dict, plan.rows):
         from .. import _render as r
 

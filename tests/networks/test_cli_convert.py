@@ -138,3 +138,11 @@ def test_the_exports_keep_the_batch_free_where_the_model_does(tmp_path, monkeypa
         None, {"input": np.zeros((batch, 3, 8, 8), np.float32)})[0]
     assert out.shape == (batch, 10)
     assert "Traceback" not in result.output and "E1201" not in result.output
+
+
+def test_a_catalogue_network_converts_from_a_fresh_init_by_default(tmp_path, monkeypatch):
+    """A catalogue model is built with fresh weights: nothing is projected unless asked."""
+    result = _run(["network", "cifar-resnet20", "--policy", "bsconv-u", "--convert", "m.pt2"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert "weights random" in result.output and "relative error" not in result.output
+    assert (tmp_path / "m.pt2").stat().st_size > 0
