@@ -76,3 +76,15 @@ def check_type(value: Any, kind: type | tuple[type, ...], name: str, expected: s
             names = [k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,))]
             expected = "a " + " or a ".join(names)
         raise SpecError(f"`{name}` (={_SHORT.repr(value)}) must be {expected}, got {type(value).__name__}")
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error (``"no message"`` when it has none).
+
+    >>> first_line(ValueError("setting an array element with a sequence.\nThe requested array ..."))
+    'setting an array element with a sequence.'
+    >>> first_line(KeyError())
+    'no message'
+    """
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "no message"

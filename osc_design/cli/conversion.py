@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import OscDesignError
+from ..errors import OscDesignError, first_line
 from .options import check_output
 
 
@@ -111,7 +111,7 @@ def _exported_program(model: Any, shape: tuple[int, ...]) -> bytes:
             program = torch.export.export(model, (torch.zeros((1, *shape)),))
         except Exception as e:
             raise OscDesignError(f"--convert: torch.export cannot export the converted model "
-                                 f"({type(e).__name__}: {_first_line(e)})") from None
+                                 f"({type(e).__name__}: {first_line(e)})") from None
         typer.echo("--convert: the model's code fixes its batch size: exported at batch 1", err=True)
     torch.export.save(program, buf)
     return buf.getvalue()
@@ -138,7 +138,7 @@ def _onnx_bytes(model: Any, shape: tuple[int, ...]) -> bytes:
         data = export(1, False)
     except Exception as e:
         raise OscDesignError(f"--export-onnx: torch.onnx.export cannot export the converted model "
-                             f"({type(e).__name__}: {_first_line(e)})") from None
+                             f"({type(e).__name__}: {first_line(e)})") from None
     if not _same_outputs(model, data, (1, *shape)):
         raise OscDesignError("--export-onnx: the exported ONNX model's outputs differ from the converted model's")
     typer.echo("--export-onnx: the exported graph fixes the batch size: exported at batch 1", err=True)
@@ -165,6 +165,3 @@ def _same_outputs(model: Any, data: bytes, shape: tuple[int, ...]) -> bool:
     return got.shape == want.shape and float(np.abs(got - want).max()) <= 1e-4 * scale
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else "no message"

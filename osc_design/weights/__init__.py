@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError, check_type
+from ..errors import SpecError, check_type, first_line
 from ..geometry import check_int
 from ..ops import BatchNorm, Conv2d
 from ..spec import LayerSpec
@@ -152,7 +152,7 @@ def _real_array(value: Any, name: str) -> np.ndarray:
         a = np.asarray(value)
     except (TypeError, ValueError, RuntimeError) as e:  # ragged nesting, a tensor that requires grad, ...
         raise SpecError(f"`{name}` ({type(value).__name__}) is not an array of numbers: "
-                        f"{str(e).strip().splitlines()[0]}") from None
+                        f"{first_line(e)}") from None
     if a.dtype.kind not in "biuf":
         raise SpecError(f"`{name}` must be an array of real numbers, got dtype {a.dtype} of shape {a.shape}")
     a = a.astype(np.float64)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError, check_type
+from ..errors import SpecError, check_type, first_line
 from ..ops import Conv2d
 from ..spec import LayerSpec
 from . import Projection, _bias_sinks, project
@@ -76,7 +76,7 @@ def load_conv_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise SpecError(f"{str(p)!r} holds no plain tensors (pickled objects, e.g. a whole module, are not "
                         "loaded: save its state_dict or the weight tensor)") from None
     except (ValueError, OSError, RuntimeError, EOFError) as e:
-        raise SpecError(f"{str(p)!r} could not be read as weights: {str(e).strip().splitlines()[0]}") from None
+        raise SpecError(f"{str(p)!r} could not be read as weights: {first_line(e)}") from None
     if isinstance(found, Mapping):
         return _from_mapping(found, p)
     return _array(found), None
