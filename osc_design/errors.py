@@ -81,8 +81,8 @@ def check_type(value: Any, kind: type | tuple[type, ...], name: str, expected: s
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message, for a one-line error (``"no message"`` when it has none).
 
-    >>> first_line(ValueError("setting an array element with a sequence.\nThe requested array ..."))
-    'setting an array element with a sequence.'
+    >>> first_line(ValueError(" bad shape\\n(more detail)"))
+    'bad shape'
     >>> first_line(KeyError())
     'no message'
     """
