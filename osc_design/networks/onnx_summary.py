@@ -55,6 +55,8 @@ scale and shift vanish, so ONNX params are ``C`` fewer per folded norm, and its 
 
 from __future__ import annotations
 
+import math
+
 import os
 from pathlib import Path
 from typing import Any
@@ -215,7 +217,8 @@ def _propagate(model: Any) -> tuple[Any, dict[str, str]]:
     aliases: dict[str, str] = {}
     for _ in range(len(model.graph.node)):
         shapes = _shapes(inferred)
-        constants = {t.name: numpy_helper.to_array(t) for t in inferred.graph.initializer}
+        constants = {t.name: numpy_helper.to_array(t) for t in inferred.graph.initializer  # weights are never folded
+                     if math.prod(t.dims) <= _FOLD_LIMIT}
         constants.update({name: v for name, (_, _, v) in _constants(inferred).items() if v is not None})
         kept, folded = [], []
         for node in inferred.graph.node:
