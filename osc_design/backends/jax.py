@@ -74,7 +74,7 @@ from ..errors import OscDesignError, SpecError
 from ..ops import BatchNorm, Conv2d as ConvOp
 from ..spec import LayerSpec, Pair
 from . import usable_cpus
-from .program import Op, Step, op_of, program, resolve_input_size
+from .program import FLAX_BATCH_NORM, Op, Step, op_of, program, resolve_input_size
 from .report import Check
 
 __all__ = [
@@ -386,7 +386,6 @@ def _named(module: nnx.Module, spec: LayerSpec) -> dict[str, tuple[Any, bool]]:
     return out
 
 
-_BN_NAMES = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 
 def get_weights(module: nnx.Module, spec: LayerSpec) -> dict[str, dict[str, np.ndarray]]:
@@ -403,7 +402,7 @@ def get_weights(module: nnx.Module, spec: LayerSpec) -> dict[str, dict[str, np.n
             if sub.bias is not None:
                 arrays["bias"] = np.asarray(sub.bias[...]).copy()
         else:
-            arrays = {k: np.asarray(getattr(sub, v)[...]).copy() for k, v in _BN_NAMES.items()}
+            arrays = {k: np.asarray(getattr(sub, v)[...]).copy() for k, v in FLAX_BATCH_NORM.items()}
         out[nid] = arrays
     return out
 
@@ -421,8 +420,8 @@ def set_weights(module: nnx.Module, spec: LayerSpec, weights: Mapping[str, Mappi
                 var, value = sub.kernel, value.transpose(2, 3, 1, 0)
             elif is_conv and k == "bias":
                 var = sub.bias
-            elif not is_conv and k in _BN_NAMES:
-                var = getattr(sub, _BN_NAMES[k])
+            elif not is_conv and k in FLAX_BATCH_NORM:
+                var = getattr(sub, FLAX_BATCH_NORM[k])
             else:
                 var = None
             if var is None:

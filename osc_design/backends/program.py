@@ -35,7 +35,11 @@ __all__ = [
     "python_names",
     "default_input_size",
     "resolve_input_size",
+    "FLAX_BATCH_NORM",
 ]
+
+FLAX_BATCH_NORM = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
+"""A batch norm's PyTorch parameter and buffer names -> Flax NNX ``BatchNorm`` attribute names."""
 
 # Names a node may not take: Python keywords and builtins, the framework aliases and helpers used by the
 # generated code, and the public attributes of ``torch.nn.Module`` (torch 2.13) and ``flax.nnx.Module``

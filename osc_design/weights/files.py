@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.program import FLAX_BATCH_NORM
 from ..errors import SpecError, check_type, first_line
 from ..ops import Conv2d
 from ..spec import LayerSpec
@@ -108,7 +109,6 @@ def _encode(value: np.ndarray) -> tuple[tuple[int, ...], str]:
     return tuple(data.shape), base64.b64encode(data.tobytes()).decode("ascii")
 
 
-_BN_JAX = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}
 
 _LOADERS = {
     "torch": (
@@ -150,7 +150,7 @@ def _trained(spec: LayerSpec, params: Mapping[str, Mapping[str, np.ndarray]], to
             if to == "jax" and is_conv and key == "weight":
                 entry["kernel"] = _encode(value.transpose(2, 3, 1, 0))
             elif to == "jax" and not is_conv:
-                entry[_BN_JAX[key]] = _encode(value)
+                entry[FLAX_BATCH_NORM[key]] = _encode(value)
             else:
                 entry[key] = _encode(value)
         out[names[nid]] = entry
